@@ -1,0 +1,99 @@
+"""smtpx: an SMTP and LMTP client that replaces ``smtplib`` without a line changed.
+
+``import smtpx as smtplib`` gives every public name of the standard library's module, with
+the differences listed in ``docs/compatibility.md`` (certificates verified by default, no
+command injection, CRLF-normalized bytes bodies, correct LMTP replies, UTF-8 credentials,
+bounded replies).
+
+>>> import smtpx
+>>> with smtpx.SMTP("localhost", 2525) as smtp:  # doctest: +SKIP
+...     smtp.sendmail("me@example.org", ["you@example.org"], "Subject: hi\\n\\nhello")
+{}
+"""
+
+from __future__ import annotations
+
+import re
+import socket  # noqa: F401  (smtplib's module global, which programs replace)
+import ssl  # noqa: F401  (likewise)
+import sys
+import types
+from email.base64mime import body_encode as encode_base64
+
+from . import _sync
+from ._addresses import quoteaddr, quotedata
+from ._exceptions import (
+    InsecureWarning,
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPDataError,
+    SMTPException,
+    SMTPHeloError,
+    SMTPNotSupportedError,
+    SMTPProtocolError,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+    SMTPStateError,
+    SMTPTimeoutError,
+)
+from ._protocol import MAX_CHALLENGES as _MAXCHALLENGE
+from ._protocol import MAX_LINE as _MAXLINE
+from ._sync import LMTP, SMTP, SMTP_SSL
+from ._sync._client import CRLF, LMTP_PORT, SMTP_PORT, SMTP_SSL_PORT
+
+__version__ = "0.1.0.dev0"
+
+bCRLF = b"\r\n"
+#: The pre-standard ``AUTH=`` capability line (smtplib's public constant).
+OLDSTYLE_AUTH = re.compile(r"auth=(.*)", re.I)
+
+__all__ = [
+    # clients
+    "LMTP",
+    "SMTP",
+    "SMTP_SSL",
+    # exceptions (each a subclass of smtplib's class of the same name) and warnings
+    "InsecureWarning",
+    "SMTPAuthenticationError",
+    "SMTPConnectError",
+    "SMTPDataError",
+    "SMTPException",
+    "SMTPHeloError",
+    "SMTPNotSupportedError",
+    "SMTPProtocolError",
+    "SMTPRecipientsRefused",
+    "SMTPResponseException",
+    "SMTPSenderRefused",
+    "SMTPServerDisconnected",
+    "SMTPStateError",
+    "SMTPTimeoutError",
+    # smtplib's helpers and constants
+    "CRLF",
+    "LMTP_PORT",
+    "OLDSTYLE_AUTH",
+    "SMTP_PORT",
+    "SMTP_SSL_PORT",
+    "bCRLF",
+    "encode_base64",
+    "quoteaddr",
+    "quotedata",
+]
+
+
+class _Module(types.ModuleType):
+    """The compatibility seam for ``smtplib.socket = mock_socket``.
+
+    Programs and CPython's own tests swap the socket module that smtplib uses by assigning
+    the module global.  The clients live in ``smtpx._sync._client``; an assignment here is
+    forwarded there so the swap still reaches them.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in ("socket", "ssl"):
+            setattr(_sync._client, name, value)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Module

@@ -1,0 +1,55 @@
+"""smtplib's address and content helpers (``quoteaddr``, ``quotedata``) and the envelope
+checks that run before anything is sent."""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Iterable
+
+__all__ = ["addr_only", "check_envelope", "quoteaddr", "quotedata"]
+
+
+def quoteaddr(addrstring: str) -> str:
+    """Quote an address for MAIL or RCPT: ``"Name <a@b>"`` gives ``"<a@b>"``.
+
+    >>> quoteaddr("John <john@example.org>"), quoteaddr("<>"), quoteaddr("john")
+    ('<john@example.org>', '<>', '<john>')
+    """
+    display, address = email.utils.parseaddr(addrstring)
+    if (display, address) == ("", ""):
+        # parseaddr could not parse it: pass it through, bracketed, as smtplib does.
+        return addrstring if addrstring.strip().startswith("<") else f"<{addrstring}>"
+    return f"<{address}>"
+
+
+def addr_only(addrstring: str) -> str:
+    """The bare address for VRFY and EXPN: ``"Name <a@b>"`` gives ``"a@b"``."""
+    display, address = email.utils.parseaddr(addrstring)
+    return addrstring if (display, address) == ("", "") else address
+
+
+def quotedata(data: str) -> str:
+    """smtplib's old helper: CRLF line ends and doubled leading dots, on a ``str``.
+
+    >>> quotedata("abc\\n.jkl\\rfoo\\r\\n..blue")
+    'abc\\r\\n..jkl\\r\\nfoo\\r\\n...blue'
+    """
+    text = data.replace("\r\n", "\n").replace("\r", "\n")
+    if text.startswith("."):
+        text = "." + text
+    return text.replace("\n.", "\n..").replace("\n", "\r\n")
+
+
+def check_envelope(addresses: Iterable[str], options: Iterable[str], encoding: str) -> None:
+    """Refuse the whole envelope before anything is sent (see docs/compatibility.md).
+
+    smtplib sends MAIL and the first RCPTs before it notices that a later address holds a
+    line break or cannot be encoded, which leaves a half-built transaction open.
+    """
+    for text in (*addresses, *options):
+        if "\r" in text or "\n" in text or "\0" in text:
+            shown = text.replace("\r", "\\r").replace("\n", "\\n").replace("\0", "\\0")
+            raise ValueError(
+                f"address or option contains prohibited newline or NUL characters: {shown}"
+            )
+        text.encode(encoding)

@@ -1,0 +1,103 @@
+"""Exceptions.  Each is a subclass of the standard library's class of the same name, so
+``except smtplib.SMTPException`` in an existing program still catches what smtpx raises.
+
+::
+
+    OSError
+    └── smtplib.SMTPException
+        └── SMTPException
+            ├── SMTPNotSupportedError
+            ├── SMTPServerDisconnected
+            │   └── SMTPTimeoutError           (also a TimeoutError)
+            ├── SMTPRecipientsRefused
+            ├── SMTPStateError                 (a step the session does not allow now)
+            └── SMTPResponseException
+                ├── SMTPSenderRefused
+                ├── SMTPDataError
+                ├── SMTPConnectError
+                ├── SMTPHeloError
+                ├── SMTPAuthenticationError
+                └── SMTPProtocolError          (the server's reply broke the protocol)
+
+``InsecureWarning`` (a ``UserWarning``) is issued when a program does something that works
+but exposes a secret, such as ``login()`` in clear while the server offers STARTTLS.
+"""
+
+from __future__ import annotations
+
+import smtplib
+
+__all__ = [
+    "InsecureWarning",
+    "SMTPAuthenticationError",
+    "SMTPConnectError",
+    "SMTPDataError",
+    "SMTPException",
+    "SMTPHeloError",
+    "SMTPNotSupportedError",
+    "SMTPProtocolError",
+    "SMTPRecipientsRefused",
+    "SMTPResponseException",
+    "SMTPSenderRefused",
+    "SMTPServerDisconnected",
+    "SMTPStateError",
+    "SMTPTimeoutError",
+]
+
+
+class SMTPException(smtplib.SMTPException):
+    """Base class of every exception smtpx raises for an SMTP failure."""
+
+
+class SMTPNotSupportedError(SMTPException, smtplib.SMTPNotSupportedError):
+    """The command or option is not supported by the server."""
+
+
+class SMTPServerDisconnected(SMTPException, smtplib.SMTPServerDisconnected):
+    """Not connected, or the server closed the connection unexpectedly."""
+
+
+class SMTPTimeoutError(SMTPServerDisconnected, TimeoutError):
+    """The server did not answer in time; the connection has been closed."""
+
+
+class SMTPStateError(SMTPException):
+    """The program asked for a step the session does not allow now (for example a
+    command while message content is being sent)."""
+
+
+class SMTPResponseException(SMTPException, smtplib.SMTPResponseException):
+    """The server answered with an error code: ``smtp_code`` and ``smtp_error``."""
+
+
+class SMTPSenderRefused(SMTPResponseException, smtplib.SMTPSenderRefused):
+    """The server refused the sender address (``sender``)."""
+
+
+class SMTPRecipientsRefused(SMTPException, smtplib.SMTPRecipientsRefused):
+    """Every recipient was refused; ``recipients`` maps each to ``(code, message)``."""
+
+
+class SMTPDataError(SMTPResponseException, smtplib.SMTPDataError):
+    """The server refused the message content."""
+
+
+class SMTPConnectError(SMTPResponseException, smtplib.SMTPConnectError):
+    """The server's greeting was not 220."""
+
+
+class SMTPHeloError(SMTPResponseException, smtplib.SMTPHeloError):
+    """The server refused HELO (and EHLO)."""
+
+
+class SMTPAuthenticationError(SMTPResponseException, smtplib.SMTPAuthenticationError):
+    """The server refused the credentials, or the AUTH exchange failed."""
+
+
+class SMTPProtocolError(SMTPResponseException):
+    """The server sent something that is not a valid reply (malformed, too long, or
+    answering nothing); the connection has been closed."""
+
+
+class InsecureWarning(UserWarning):
+    """Something that works but exposes a secret, such as a password sent in clear."""

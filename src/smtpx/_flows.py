@@ -1,0 +1,434 @@
+"""Multi-step policy, written once, as generators that both drivers run.
+
+A flow yields ``Call`` steps (a method of the client to call, with its arguments) and
+receives each call's result back, like httpx's ``Auth.auth_flow``.  The blocking driver
+runs a flow with plain calls, the asyncio driver awaits each one; the policy (smtplib's
+sendmail error rules, the login fallback, the AUTH challenge loop) lives only here.
+
+Steps name the client's own public methods (``putcmd``, ``getreply``, ``mail``, ``rcpt``,
+``data``...) rather than bytes, so smtplib's overridable method graph still holds:
+a subclass that overrides ``rcpt`` or a test that mocks ``sendmail`` sees the same calls
+as with smtplib.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import email.generator
+import email.message
+import email.utils
+import io
+import warnings
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from ._addresses import addr_only, check_envelope, quoteaddr
+from ._exceptions import (
+    InsecureWarning,
+    SMTPAuthenticationError,
+    SMTPDataError,
+    SMTPException,
+    SMTPHeloError,
+    SMTPNotSupportedError,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+)
+from ._protocol import MAX_CHALLENGES, Extensions, normalize_line_ends
+
+__all__ = ["Call", "Client", "Flow"]
+
+Response = tuple[int, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One step of a flow: call ``client.<method>(*args, **kwargs)``."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+T = TypeVar("T")
+#: A flow yields ``Call`` steps, is sent each step's result, and returns a ``T``.
+Flow = Generator[Call, Any, T]
+
+
+class Client(Protocol):
+    """What flows read and set on a client directly (no I/O happens through these)."""
+
+    debuglevel: int
+    does_esmtp: bool
+    esmtp_features: dict[str, str]
+    helo_resp: bytes | None
+    ehlo_resp: bytes | None
+    command_encoding: str
+    user: str
+    password: str
+    _auth_challenge_count: int
+    _data_replies: list[Response]
+
+    def has_extn(self, opt: str) -> bool: ...
+    def _encode_content(self, content: bytes) -> bytes: ...
+    def _print_debug(self, *args: object) -> None: ...
+    @property
+    def _tls_active(self) -> bool: ...
+    @property
+    def _in_transaction(self) -> bool: ...
+    @property
+    def _replies_pending(self) -> int: ...
+
+
+def command(client: Client, verb: str, argument: str = "") -> Flow[Response]:
+    """``docmd``: one command and its reply.
+
+    A command refused locally (CR, LF or NUL in it) inside an open transaction resets the
+    transaction before the error is raised, so no half-built envelope is left behind.
+    """
+    try:
+        yield Call("putcmd", (verb, argument))
+    except ValueError:
+        if client._in_transaction:
+            yield Call("_rset")
+        raise
+    return (yield Call("getreply"))
+
+
+def helo(client: Client, name: str) -> Flow[Response]:
+    code, msg = yield from command(client, "helo", name)
+    client.helo_resp = msg
+    return code, msg
+
+
+def ehlo(client: Client, verb: str, name: str) -> Flow[Response]:
+    client.esmtp_features = {}
+    code, msg = yield from command(client, verb, name)
+    client.ehlo_resp = msg
+    if code != 250:
+        return code, msg
+    client.does_esmtp = True
+    # Parsed from the returned text (as smtplib does) so that an overridden getreply
+    # still drives the feature table.
+    client.esmtp_features = Extensions.from_ehlo_lines(msg.split(b"\n")).as_dict()
+    return code, msg
+
+
+def ehlo_or_helo_if_needed(client: Client) -> Flow[None]:
+    if client.helo_resp is None and client.ehlo_resp is None:
+        code, _ = yield Call("ehlo")
+        if not 200 <= code <= 299:
+            code, resp = yield Call("helo")
+            if not 200 <= code <= 299:
+                raise SMTPHeloError(code, resp)
+
+
+def rset(client: Client) -> Flow[Response]:
+    client.command_encoding = "ascii"
+    return (yield from command(client, "rset"))
+
+
+def quiet_rset(client: Client) -> Flow[None]:
+    """smtplib's ``_rset``: a safety reset whose disconnection shows on the next command."""
+    try:
+        yield Call("rset")
+    except SMTPServerDisconnected:
+        pass
+
+
+def mail(client: Client, sender: str, options: Sequence[str]) -> Flow[Response]:
+    optionlist = ""
+    if options and client.does_esmtp:
+        if any(option.lower() == "smtputf8" for option in options):
+            if not client.has_extn("smtputf8"):
+                raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
+            client.command_encoding = "utf-8"
+        optionlist = " " + " ".join(options)
+    return (yield from command(client, "mail", f"from:{quoteaddr(sender)}{optionlist}"))
+
+
+def rcpt(client: Client, recip: str, options: Sequence[str]) -> Flow[Response]:
+    optionlist = " " + " ".join(options) if options and client.does_esmtp else ""
+    return (yield from command(client, "rcpt", f"to:{quoteaddr(recip)}{optionlist}"))
+
+
+def verify(client: Client, verb: str, address: str) -> Flow[Response]:
+    return (yield from command(client, verb, addr_only(address)))
+
+
+def data(client: Client, msg: str | bytes) -> Flow[Response]:
+    """DATA, the content, and the final reply: one, or for LMTP one per accepted recipient
+    (RFC 2033 section 4.2), which are kept in ``_data_replies`` for sendmail.
+
+    Bytes get the same CRLF normalization and dot-stuffing as str (smtplib sends bytes
+    "as is", bare LFs and all).
+    """
+    code, repl = yield from command(client, "data")
+    if client.debuglevel > 0:
+        client._print_debug("data:", (code, repl))
+    if code != 354:
+        raise SMTPDataError(code, repl)
+    content = msg.encode("ascii") if isinstance(msg, str) else msg
+    yield Call("send", (client._encode_content(content),))
+    final: list[Response] = []
+    for _ in range(client._replies_pending):
+        reply = yield Call("getreply")
+        if client.debuglevel > 0:
+            client._print_debug("data:", reply)
+        final.append(reply)
+        if reply[0] == 421:
+            break  # the server is closing: no more replies will come
+    client._data_replies = final
+    # data() returns one (code, message): for LMTP the first failure, else the last reply.
+    return next((r for r in final if not 200 <= r[0] <= 299), final[-1])
+
+
+def auth(
+    client: Client,
+    mechanism: str,
+    authobject: Callable[..., str | bytes | None],
+    initial_response_ok: bool,
+) -> Flow[Response]:
+    """RFC 4954 section 4: AUTH, with an initial response when the mechanism has one,
+    then the 334 challenge loop."""
+    mechanism = mechanism.upper()
+    initial = authobject() if initial_response_ok else None
+    if initial is not None:
+        code, resp = yield Call("docmd", ("AUTH", f"{mechanism} {_b64(initial)}"))
+        client._auth_challenge_count = 1
+    else:
+        code, resp = yield Call("docmd", ("AUTH", mechanism))
+        client._auth_challenge_count = 0
+    while code == 334:
+        client._auth_challenge_count += 1
+        try:
+            challenge = base64.b64decode(resp, validate=True)
+        except binascii.Error:
+            yield from _cancel_auth(client)
+            raise SMTPAuthenticationError(
+                code, b"server sent a challenge that is not valid base64: " + resp[:100]
+            ) from None
+        code, resp = yield Call("docmd", (_b64(authobject(challenge)),))
+        if client._auth_challenge_count > MAX_CHALLENGES:
+            if code == 334:
+                yield from _cancel_auth(client)
+            raise SMTPException(
+                "Server AUTH mechanism infinite loop. Last response: " + repr((code, resp))
+            )
+    if code in (235, 503):  # 503: already authenticated
+        return code, resp
+    raise SMTPAuthenticationError(code, resp)
+
+
+def _b64(response: str | bytes | None) -> str:
+    if response is None:
+        response = ""
+    raw = response if isinstance(response, bytes) else response.encode("utf-8")
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _cancel_auth(client: Client) -> Flow[None]:
+    # RFC 4954 section 4: a "*" line cancels the exchange; the server answers 501.  This
+    # keeps client and server in step instead of leaving the server waiting.
+    try:
+        yield Call("docmd", ("*",))
+    except SMTPServerDisconnected:
+        pass
+
+
+# CRAM-MD5 first, as smtplib: it keeps the password off the wire.
+_LOGIN_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")
+
+
+def login(client: Client, user: str, password: str, initial_response_ok: bool) -> Flow[Response]:
+    yield Call("ehlo_or_helo_if_needed")
+    if not client.has_extn("auth"):
+        raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+    if not client._tls_active and client.has_extn("starttls"):
+        warnings.warn(
+            "login() sends credentials over an unencrypted connection although the server"
+            " offers STARTTLS; call starttls() first",
+            InsecureWarning,
+            stacklevel=4,
+        )
+    advertised = client.esmtp_features["auth"].upper().split()
+    mechanisms = [m for m in _LOGIN_PREFERENCE if m in advertised]
+    if not mechanisms:
+        raise SMTPException("No suitable authentication method found.")
+    client.user, client.password = user, password
+    last_error: SMTPAuthenticationError | None = None
+    # Some servers advertise mechanisms they do not support: try each in turn.
+    for mechanism in mechanisms:
+        authobject = getattr(client, "auth_" + mechanism.lower().replace("-", "_"))
+        try:
+            code, resp = yield Call(
+                "auth", (mechanism, authobject), {"initial_response_ok": initial_response_ok}
+            )
+        except SMTPAuthenticationError as exc:
+            last_error = exc
+        else:
+            if code in (235, 503):
+                return code, resp
+    assert last_error is not None
+    raise last_error
+
+
+def starttls(client: Client, context: object) -> Flow[Response]:
+    yield Call("ehlo_or_helo_if_needed")
+    if not client.has_extn("starttls"):
+        raise SMTPNotSupportedError("STARTTLS extension not supported by server.")
+    code, reply = yield Call("docmd", ("STARTTLS",))
+    if code != 220:
+        # RFC 3207 section 4: 501 (syntax) or 454 (TLS not available for now).
+        raise SMTPResponseException(code, reply)
+    yield Call("_start_tls", (context,))
+    # RFC 3207 section 4.2: forget everything learned before TLS.
+    _forget_session(client)
+    return code, reply
+
+
+def _forget_session(client: Client) -> None:
+    client.helo_resp = client.ehlo_resp = None
+    client.esmtp_features = {}
+    client.does_esmtp = False
+
+
+def quit(client: Client) -> Flow[Response]:
+    result = yield Call("docmd", ("quit",))
+    _forget_session(client)  # a new EHLO is needed after a later connect()
+    yield Call("close")
+    return result
+
+
+def exit_session(client: Client) -> Flow[None]:
+    """``__exit__``: QUIT, raising if it is refused, and always close."""
+    try:
+        code, message = yield Call("docmd", ("QUIT",))
+        if code != 221:
+            raise SMTPResponseException(code, message)
+    except SMTPServerDisconnected:
+        pass
+    finally:
+        yield Call("close")
+
+
+def sendmail(
+    client: Client,
+    from_addr: str,
+    to_addrs: str | Sequence[str],
+    msg: str | bytes,
+    mail_options: Sequence[str],
+    rcpt_options: Sequence[str],
+    lmtp: bool,
+) -> Flow[dict[str, Response]]:
+    """One whole transaction, with smtplib's error policy.
+
+    Differences (docs/compatibility.md): the envelope is checked before anything is sent;
+    for LMTP each accepted recipient's own reply after the content decides its fate.
+    """
+    yield Call("ehlo_or_helo_if_needed")
+    recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
+    smtputf8 = any(option.lower() == "smtputf8" for option in mail_options)
+    check_envelope(
+        [from_addr, *recipients], [*mail_options, *rcpt_options], "utf-8" if smtputf8 else "ascii"
+    )
+    content = normalize_line_ends(msg.encode("ascii") if isinstance(msg, str) else msg)
+    esmtp_opts: list[str] = []
+    if client.does_esmtp:
+        if client.has_extn("size"):
+            esmtp_opts.append(f"size={len(content)}")
+        esmtp_opts.extend(mail_options)
+    code, resp = yield Call("mail", (from_addr, esmtp_opts))
+    if code != 250:
+        yield Call("close" if code == 421 else "_rset")
+        raise SMTPSenderRefused(code, resp, from_addr)
+    refused: dict[str, Response] = {}
+    accepted: list[str] = []
+    for recipient in recipients:
+        code, resp = yield Call("rcpt", (recipient, rcpt_options))
+        if code in (250, 251):
+            accepted.append(recipient)
+        else:
+            refused[recipient] = (code, resp)
+        if code == 421:
+            yield Call("close")
+            raise SMTPRecipientsRefused(refused)
+    if not accepted:
+        yield Call("_rset")
+        raise SMTPRecipientsRefused(refused)
+    code, resp = yield Call("data", (content,))
+    if lmtp:
+        # RFC 2033 section 4.2: one reply per accepted recipient, in RCPT order.
+        delivered = False
+        for recipient, (rcode, rresp) in zip(accepted, client._data_replies, strict=False):
+            if 200 <= rcode <= 299:
+                delivered = True
+            else:
+                refused[recipient] = (rcode, rresp)
+        for recipient in accepted[len(client._data_replies) :]:
+            refused[recipient] = (code, resp)  # no reply of its own: the connection ended
+        if not delivered:
+            raise SMTPRecipientsRefused(refused)
+        return refused
+    if code != 250:
+        yield Call("close" if code == 421 else "_rset")
+        raise SMTPDataError(code, resp)
+    return refused
+
+
+def send_message(
+    client: Client,
+    msg: email.message.Message,
+    from_addr: str | None,
+    to_addrs: str | Sequence[str] | None,
+    mail_options: Sequence[str],
+    rcpt_options: Sequence[str],
+) -> Flow[dict[str, Response]]:
+    """Envelope from the headers (RFC 5322 section 3.6.6 for Resent-*), Bcc removed."""
+    yield Call("ehlo_or_helo_if_needed")
+    resent = msg.get_all("Resent-Date")
+    if resent is None:
+        prefix = ""
+    elif len(resent) == 1:
+        prefix = "Resent-"
+    else:
+        # More than one Resent- block: which one is newest cannot be told for sure.
+        raise ValueError("message has more than one 'Resent-' header block")
+    if from_addr is None:
+        # RFC 5322 section 3.6.2: Sender, when present, names the one who sent it.
+        header = prefix + "Sender" if prefix + "Sender" in msg else prefix + "From"
+        from_addr = email.utils.getaddresses([str(msg[header])])[0][1]
+    if to_addrs is None:
+        fields = [
+            str(value)
+            for value in (msg[prefix + "To"], msg[prefix + "Bcc"], msg[prefix + "Cc"])
+            if value is not None
+        ]
+        to_addrs = [address for _, address in email.utils.getaddresses(fields)]
+    envelope = [from_addr, *([to_addrs] if isinstance(to_addrs, str) else to_addrs)]
+    stripped = copy.copy(msg)
+    del stripped["Bcc"]
+    del stripped["Resent-Bcc"]
+    international = not all(address.isascii() for address in envelope)
+    if international and not client.has_extn("smtputf8"):
+        raise SMTPNotSupportedError(
+            "One or more source or delivery addresses require internationalized email"
+            " support, but the server does not advertise the required SMTPUTF8 capability"
+        )
+    with io.BytesIO() as buffer:
+        if international:
+            generator = email.generator.BytesGenerator(
+                buffer, policy=msg.policy.clone(utf8=True)
+            )
+            mail_options = (*mail_options, "SMTPUTF8", "BODY=8BITMIME")
+        else:
+            generator = email.generator.BytesGenerator(buffer)
+        generator.flatten(stripped, linesep="\r\n")
+        flat = buffer.getvalue()
+    return (
+        yield Call("sendmail", (from_addr, to_addrs, flat, mail_options, rcpt_options))
+    )

@@ -1,0 +1,254 @@
+"""The client side of one SMTP or LMTP session, as a state machine with no I/O.
+
+Modelled on h11: ``send(command) -> bytes`` for the driver to write,
+``receive_data(bytes)`` for what it read (``b""`` is end of file) and ``next_event()``,
+which returns a ``Reply``, ``Event.NEED_DATA`` or ``Event.CONNECTION_CLOSED``.
+
+All session state lives here.  Each command sent is queued, and each reply is paired with
+the oldest queued command, so pipelined commands (RFC 2920) get their own replies in order;
+a reply that arrives with nothing queued is an error, never silently taken as the answer to
+the next command.
+
+State table (what may be sent in each state; anything else raises LocalProtocolError):
+
+=========  ====================================  =========================================
+state      may send                              left by
+=========  ====================================  =========================================
+GREETING   nothing                               the greeting reply -> READY
+READY      any command                           354 to DATA -> MESSAGE; 220 to STARTTLS
+                                                 -> TLS; 334 to AUTH -> SASL; QUIT or 421
+                                                 -> CLOSED
+SASL       one response line (RFC 4954 sec. 4)   its reply: 334 -> SASL, other -> READY
+MESSAGE    content (send_data), end_data()       end_data() -> READY
+TLS        nothing                               start_tls() -> READY, capabilities gone
+CLOSED     nothing
+=========  ====================================  =========================================
+
+A command may be sent while replies are outstanding only when the server offered
+PIPELINING and every outstanding command is one RFC 2920 section 3.1 lets a group continue
+after (MAIL, RCPT, RSET).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+
+from ._commands import Command
+from ._data import DataEncoder
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._extensions import Extensions
+from ._reply import Reply, ReplyParser
+
+__all__ = ["ClientConnection", "Event", "State"]
+
+
+class State(enum.Enum):
+    GREETING = "greeting"
+    READY = "ready"
+    SASL = "sasl"
+    MESSAGE = "message"
+    TLS = "tls"
+    CLOSED = "closed"
+
+
+class Event(enum.Enum):
+    NEED_DATA = "need data"
+    CONNECTION_CLOSED = "connection closed"
+
+
+# Keywords of queued replies that are not commands the caller sent.
+_GREETING = "<greeting>"
+_END_OF_DATA = "<end of data>"
+_SASL_RESPONSE = "<sasl response>"
+_UNKNOWN = "<unknown>"  # a reply the caller asked for after writing raw bytes
+
+_PIPELINABLE = frozenset({"MAIL", "RCPT", "RSET"})  # RFC 2920 section 3.1
+_HELLO = frozenset({"EHLO", "LHLO", "HELO"})
+
+
+class ClientConnection:
+    """One session's protocol state.  ``lmtp=True`` expects RFC 2033's replies."""
+
+    def __init__(self, *, lmtp: bool = False) -> None:
+        self.lmtp = lmtp
+        self.state = State.GREETING
+        #: What the last successful EHLO/LHLO offered; emptied by HELO and STARTTLS.
+        self.extensions = Extensions()
+        #: True from a 250 to MAIL until the transaction ends (final reply or RSET).
+        self.in_transaction = False
+        #: Recipients accepted (250/251) in the current transaction.
+        self.accepted_recipients = 0
+        self._pending: deque[str] = deque([_GREETING])
+        self._parser = ReplyParser()
+        self._encoder: DataEncoder | None = None
+        self._eof = False
+
+    # ----------------------------------------------------------------- sending
+
+    @property
+    def pending(self) -> int:
+        """How many replies are still expected."""
+        return len(self._pending)
+
+    def send(self, command: Command, encoding: str = "ascii") -> bytes:
+        """Check that *command* may be sent now, queue its reply, and return its bytes."""
+        if self.state is State.SASL:
+            keyword = _SASL_RESPONSE
+        elif self.state is State.READY:
+            keyword = command.keyword
+        else:
+            raise LocalProtocolError(self._why_not_now())
+        if self._pending:
+            waiting = self._pending[-1]
+            if "pipelining" not in self.extensions or not all(
+                k in _PIPELINABLE for k in self._pending
+            ):
+                raise LocalProtocolError(
+                    f"cannot send {command.verb.upper()!r}: a reply to {waiting!r} is pending"
+                )
+        elif self._parser.has_buffered:
+            # Bytes arrived that answer nothing we sent: a server out of step, or an
+            # attacker's pipelined injection.  Either way the stream cannot be trusted.
+            raise RemoteProtocolError("the server sent data that answers no command")
+        wire = command.wire(encoding)  # may raise before any state changes
+        if keyword in _HELLO or keyword == "RSET":
+            # RFC 5321 section 4.1.4: EHLO and HELO, like RSET, clear any transaction.
+            self._end_transaction()
+        self._pending.append(keyword)
+        return wire
+
+    def send_data(self, chunk: bytes) -> bytes:
+        """Encode a piece of message content (after the 354 reply to DATA)."""
+        if self.state is not State.MESSAGE or self._encoder is None:
+            raise LocalProtocolError(self._why_not_now())
+        return self._encoder.feed(chunk)
+
+    def end_data(self) -> bytes:
+        """Finish the content: returns the last bytes and the ``.`` terminator line."""
+        if self.state is not State.MESSAGE or self._encoder is None:
+            raise LocalProtocolError(self._why_not_now())
+        tail = self._encoder.finish()
+        self._encoder = None
+        self._expect_final_replies()
+        return tail
+
+    def send_raw(self, data: bytes) -> None:
+        """Note that the caller wrote *data* itself (smtplib's ``send``).
+
+        Raw bytes written during MESSAGE are taken to be the caller's own encoded content.
+        """
+        if self.state is State.MESSAGE and data:
+            self._encoder = None  # the caller encodes; ours would be out of step
+
+    def expect_reply(self) -> None:
+        """The caller is about to read a reply it did not send a queued command for.
+
+        smtplib lets programs write raw bytes with ``send`` and then ``getreply``; this
+        keeps such programs working without treating their reply as unsolicited.
+        """
+        if self.state is State.MESSAGE:
+            self._encoder = None
+            self._expect_final_replies()  # the raw content ended with its terminator
+        elif not self._pending:
+            self._pending.append(_UNKNOWN)
+
+    def _expect_final_replies(self) -> None:
+        # RFC 2033 section 4.2: after the content an LMTP server sends one reply for each
+        # recipient it accepted, in RCPT order; an SMTP server sends one.
+        count = max(1, self.accepted_recipients) if self.lmtp else 1
+        self._pending.extend([_END_OF_DATA] * count)
+        self.state = State.READY
+
+    def start_tls(self) -> None:
+        """The TLS handshake after STARTTLS succeeded.
+
+        RFC 3207 section 4.2: the client must discard what it learned before TLS.  Bytes
+        that arrived in clear after the 220 are discarded too: a man in the middle may have
+        planted them to be read as replies inside the encrypted session.
+        """
+        if self.state is not State.TLS:
+            raise LocalProtocolError(self._why_not_now())
+        self._parser.discard()
+        self.extensions = Extensions()
+        self.state = State.READY
+
+    def close(self) -> None:
+        """The driver closed the connection."""
+        self.state = State.CLOSED
+        self._pending.clear()
+        self._encoder = None
+
+    # --------------------------------------------------------------- receiving
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes read from the server; ``b""`` means it closed the connection."""
+        if data:
+            self._parser.feed(data)
+        else:
+            self._eof = True
+
+    def next_event(self) -> Reply | Event:
+        """The next reply, or what the driver must do before there can be one."""
+        reply = self._parser.next_reply()
+        if reply is None:
+            if self._eof:
+                # A reply cut off before its line end is a lost connection, not a reply.
+                self.close()
+                return Event.CONNECTION_CLOSED
+            return Event.NEED_DATA
+        if not self._pending:
+            raise RemoteProtocolError(f"unsolicited reply from the server: {reply.code}")
+        self._on_reply(self._pending.popleft(), reply)
+        return reply
+
+    def _on_reply(self, keyword: str, reply: Reply) -> None:
+        code = reply.code
+        if code == 421:
+            # RFC 5321 section 3.8: the service is closing the channel, whatever we sent.
+            self.close()
+            return
+        if keyword == _GREETING:
+            self.state = State.READY
+        elif keyword in ("EHLO", "LHLO"):
+            self.extensions = Extensions.from_ehlo_lines(reply.lines) if code == 250 else (
+                Extensions()
+            )
+        elif keyword == "HELO":
+            if code == 250:
+                self.extensions = Extensions()
+        elif keyword == "MAIL":
+            if code == 250:
+                self.in_transaction = True
+                self.accepted_recipients = 0
+        elif keyword == "RCPT":
+            if code in (250, 251):
+                self.accepted_recipients += 1
+        elif keyword == "DATA":
+            if code == 354:
+                self._encoder = DataEncoder()
+                self.state = State.MESSAGE
+        elif keyword == _END_OF_DATA:
+            if _END_OF_DATA not in self._pending:
+                self._end_transaction()
+        elif keyword == "STARTTLS":
+            if code == 220:
+                self.state = State.TLS
+        elif keyword == "QUIT":
+            self.close()
+        if keyword in ("AUTH", _SASL_RESPONSE):
+            self.state = State.SASL if code == 334 else State.READY
+
+    def _end_transaction(self) -> None:
+        self.in_transaction = False
+        self.accepted_recipients = 0
+
+    def _why_not_now(self) -> str:
+        return {
+            State.GREETING: "the server's greeting has not been received yet",
+            State.READY: "no message content is being sent (no 354 reply to DATA)",
+            State.SASL: "an AUTH exchange is in progress",
+            State.MESSAGE: "message content is being sent; finish it first",
+            State.TLS: "STARTTLS was accepted; the TLS handshake must come first",
+            State.CLOSED: "the connection is closed",
+        }[self.state]

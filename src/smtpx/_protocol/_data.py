@@ -1,0 +1,83 @@
+"""The DATA encoder: message content to the bytes of RFC 5321 section 4.5.2 and 2.3.8.
+
+Every line end is made CRLF (a bare CR or bare LF becomes CRLF, so no ``\\r.\\r\\n`` or
+``\\n.\\n`` can smuggle a second message past a server that reads line ends differently:
+the 2023 "SMTP smuggling" attacks), every line that starts with '.' gets one more '.',
+and the content ends with exactly one ``CRLF.CRLF``.  The encoder streams: its state
+(a CR held at the end of a chunk, whether the next byte starts a line) survives chunk
+boundaries, so any split of the input gives the same output.
+
+It works with ``bytes.replace`` passes rather than a regular expression per line: the same
+output, about three times faster (see ``shared/research/performance.md``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["DataEncoder", "normalize_line_ends"]
+
+_CRLF = b"\r\n"
+
+
+def normalize_line_ends(data: bytes) -> bytes:
+    """Turn CRLF, bare CR and bare LF into CRLF (what smtplib does to ``str`` bodies)."""
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return data.replace(b"\n", _CRLF)
+
+
+class DataEncoder:
+    """Streaming CRLF normalization and dot-stuffing.
+
+    >>> enc = DataEncoder()
+    >>> enc.feed(b"line\\n.dot\\r") + enc.feed(b"\\nlast") + enc.finish()
+    b'line\\r\\n..dot\\r\\nlast\\r\\n.\\r\\n'
+    """
+
+    __slots__ = ("_at_line_start", "_cr_pending", "_finished", "_octets")
+
+    def __init__(self) -> None:
+        self._at_line_start = True
+        self._cr_pending = False  # the last chunk ended in CR: is it a CRLF or a bare CR?
+        self._finished = False
+        self._octets = 0  # content bytes produced so far, terminator excluded
+
+    @property
+    def octets(self) -> int:
+        """Bytes of encoded content produced so far (the terminator not counted)."""
+        return self._octets
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Encode the next piece of content."""
+        if self._finished:
+            raise ValueError("the message content was already finished")
+        if self._cr_pending:
+            chunk = b"\r" + chunk
+            self._cr_pending = False
+        if chunk.endswith(b"\r"):
+            chunk = chunk[:-1]
+            self._cr_pending = True
+        if not chunk:
+            return b""
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if self._at_line_start and chunk[0] == 0x2E:  # '.'
+            chunk = b"." + chunk
+        self._at_line_start = chunk[-1] == 0x0A
+        out = chunk.replace(b"\n.", b"\n..").replace(b"\n", _CRLF)
+        self._octets += len(out)
+        return out
+
+    def finish(self) -> bytes:
+        """End the content: complete the last line and add the ``.`` terminator line."""
+        if self._finished:
+            raise ValueError("the message content was already finished")
+        self._finished = True
+        tail = b""
+        if self._cr_pending:
+            self._cr_pending = False
+            tail = _CRLF
+        elif not self._at_line_start or self._octets == 0:
+            # smtplib sends "\r\n.\r\n" for an empty message; so do we.
+            tail = _CRLF
+        self._octets += len(tail)
+        return tail + b".\r\n"

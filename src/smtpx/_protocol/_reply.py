@@ -1,0 +1,168 @@
+"""Replies, and the incremental parser that builds them from bytes.
+
+The parser gives the same replies whether the bytes arrive whole or one at a time (a
+hypothesis test checks it), bounds every reply by the limits in ``_limits``, and treats
+anything that is not a well-formed reply (RFC 5321 section 4.2) as an error, never as a
+success: smtplib's ``-1`` code for an unreadable reply is not reproduced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._errors import RemoteProtocolError, ReplyTooLong
+from ._limits import MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES
+
+__all__ = ["Reply", "ReplyParser"]
+
+_DIGITS = b"0123456789"
+# RFC 5321 section 4.2.1: the first digit is 2 to 5.  1yz is not used by SMTP but is kept
+# (smtplib's own tests feed a "199" greeting and expect a connect error, not a parse error).
+_FIRST_DIGITS = b"12345"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One complete server reply: a three-digit code and its text lines.
+
+    ``lines`` hold the text after the code and separator, stripped of spaces and tabs, as
+    smtplib returns them; ``raw`` holds each line exactly as received (for debug output).
+
+    >>> r = Reply(250, (b"mx.example.org", b"PIPELINING"), ())
+    >>> r.message
+    b'mx.example.org\\nPIPELINING'
+    >>> r.is_positive
+    True
+    """
+
+    code: int
+    lines: tuple[bytes, ...]
+    raw: tuple[bytes, ...] = ()
+
+    @property
+    def message(self) -> bytes:
+        """The text of all lines joined with ``\\n``, as ``smtplib.SMTP.getreply`` gives it."""
+        return b"\n".join(self.lines)
+
+    @property
+    def is_positive(self) -> bool:
+        """2yz: the requested action was completed."""
+        return 200 <= self.code < 300
+
+    @property
+    def is_intermediate(self) -> bool:
+        """3yz: the server waits for more (DATA's 354, AUTH's 334)."""
+        return 300 <= self.code < 400
+
+    @property
+    def is_transient(self) -> bool:
+        """4yz: a temporary failure; the same request may succeed later."""
+        return 400 <= self.code < 500
+
+    @property
+    def is_permanent(self) -> bool:
+        """5yz: a permanent failure; repeating the request will not help."""
+        return 500 <= self.code < 600
+
+    def as_tuple(self) -> tuple[int, bytes]:
+        """The ``(code, message)`` pair that smtplib's methods return."""
+        return self.code, self.message
+
+
+def _split_line(line: bytes) -> tuple[int, bool, bytes]:
+    """Split one reply line (line end removed) into code, is-last-line and text."""
+    if (
+        len(line) < 3
+        or line[0] not in _FIRST_DIGITS
+        or line[1] not in _DIGITS
+        or line[2] not in _DIGITS
+    ):
+        raise RemoteProtocolError(f"malformed reply line: {line[:80]!r}")
+    separator = line[3:4]
+    if separator == b"-":
+        last = False
+    elif separator in (b" ", b""):
+        last = True
+    else:
+        raise RemoteProtocolError(f"malformed reply line: {line[:80]!r}")
+    return int(line[:3]), last, line[4:].strip(b" \t")
+
+
+class ReplyParser:
+    """Turns a byte stream into ``Reply`` objects.
+
+    >>> p = ReplyParser()
+    >>> p.feed(b"250-first\\r\\n250 la")
+    >>> p.next_reply() is None
+    True
+    >>> p.feed(b"st\\r\\n")
+    >>> p.next_reply().lines
+    (b'first', b'last')
+    """
+
+    __slots__ = ("_buffer", "_code", "_lines", "_raw", "_scanned", "_size")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of _buffer already known to hold no line feed
+        self._code = 0
+        self._lines: list[bytes] = []
+        self._raw: list[bytes] = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> None:
+        """Add bytes received from the server."""
+        self._buffer += data
+
+    @property
+    def has_buffered(self) -> bool:
+        """True when any received byte has not been returned in a reply yet."""
+        return bool(self._buffer) or bool(self._lines)
+
+    def discard(self) -> None:
+        """Forget every buffered byte (RFC 3207 section 4.2, after STARTTLS)."""
+        self._buffer.clear()
+        self._scanned = 0
+        self._reset_reply()
+
+    def _reset_reply(self) -> None:
+        self._code = 0
+        self._lines = []
+        self._raw = []
+        self._size = 0
+
+    def next_reply(self) -> Reply | None:
+        """Return the next complete reply, or None when more bytes are needed."""
+        buffer = self._buffer
+        while True:
+            end = buffer.find(b"\n", self._scanned)
+            if end < 0:
+                # A line that is already too long is an error now, not when it ends: a
+                # server must not make us buffer without bound (+1 for a pending CR).
+                if len(buffer) > MAX_LINE + 1:
+                    raise ReplyTooLong(f"reply line longer than {MAX_LINE} bytes")
+                self._scanned = len(buffer)
+                return None
+            raw = bytes(buffer[: end + 1])
+            del buffer[: end + 1]
+            self._scanned = 0
+            line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+            if len(line) > MAX_LINE:
+                raise ReplyTooLong(f"reply line longer than {MAX_LINE} bytes")
+            code, last, text = _split_line(line)
+            if self._lines and code != self._code:
+                raise RemoteProtocolError(
+                    f"reply lines with different codes: {self._code} and {code}"
+                )
+            self._code = code
+            self._lines.append(text)
+            self._raw.append(raw)
+            self._size += len(raw)
+            if len(self._lines) > MAX_REPLY_LINES:
+                raise ReplyTooLong(f"reply has more than {MAX_REPLY_LINES} lines")
+            if self._size > MAX_REPLY_BYTES:
+                raise ReplyTooLong(f"reply longer than {MAX_REPLY_BYTES} bytes")
+            if last:
+                reply = Reply(code, tuple(self._lines), tuple(self._raw))
+                self._reset_reply()
+                return reply

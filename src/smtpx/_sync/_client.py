@@ -1,0 +1,568 @@
+"""``SMTP``, ``SMTP_SSL`` and ``LMTP``: smtplib's classes over the sans-I/O core.
+
+Only the primitives that touch the socket live here (``connect``, ``send``, ``putcmd``,
+``getreply``, ``close`` and the TLS switch); every multi-step method runs a flow from
+``smtpx._flows``.  The module global ``socket`` is looked up at call time because
+programs and CPython's own tests replace it (``smtplib.socket = mock_socket``);
+``smtpx/__init__.py`` forwards assignments to ``smtpx.socket`` here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.message
+import math
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from .. import _flows
+from .._exceptions import (
+    SMTPConnectError,
+    SMTPProtocolError,
+    SMTPServerDisconnected,
+    SMTPStateError,
+    SMTPTimeoutError,
+)
+from .._protocol import (
+    ClientConnection,
+    Command,
+    Event,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Reply,
+    ReplyTooLong,
+    State,
+)
+from ..auth import cram_md5_response, plain_response
+
+__all__ = ["LMTP", "LMTP_PORT", "SMTP", "SMTP_PORT", "SMTP_SSL", "SMTP_SSL_PORT"]
+
+SMTP_PORT = 25
+SMTP_SSL_PORT = 465
+LMTP_PORT = 2003
+CRLF = "\r\n"
+
+# One recv() call's size.  Replies are small; 64 KiB takes a whole pipelined batch at once.
+_RECV_SIZE = 65536
+
+_T = TypeVar("_T")
+Response = tuple[int, bytes]
+
+
+class SMTP:
+    """A connection to an SMTP server, with the API of ``smtplib.SMTP``.
+
+    >>> import smtpx
+    >>> with smtpx.SMTP("localhost", 2525) as smtp:  # doctest: +SKIP
+    ...     smtp.starttls()            # verifies the certificate by default
+    ...     smtp.login("alice", "s3cret")
+    ...     smtp.sendmail("alice@example.org", ["bob@example.org"], "Subject: hi\\n\\nhello")
+    {}
+    """
+
+    debuglevel = 0
+
+    sock: Any = None
+    file: Any = None
+    helo_resp: bytes | None = None
+    ehlo_msg = "ehlo"
+    ehlo_resp: bytes | None = None
+    does_esmtp = False
+    default_port = SMTP_PORT
+    _lmtp = False
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = 0,
+        local_hostname: str | None = None,
+        timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+        source_address: tuple[str, int] | None = None,
+    ) -> None:
+        self._host = host
+        self.timeout = timeout
+        self.esmtp_features: dict[str, str] = {}
+        self.command_encoding = "ascii"
+        self.source_address = source_address
+        self._auth_challenge_count = 0
+        self._conn: ClientConnection | None = None
+        self._data_replies: list[Response] = []
+        self._redacted: str | None = None
+        self.user = ""
+        self.password = ""
+        if host:
+            code, msg = self.connect(host, port)
+            if code != 220:
+                self.close()
+                raise SMTPConnectError(code, msg)
+        if local_hostname is not None:
+            self.local_hostname = local_hostname
+        else:
+            # RFC 5321 section 4.1.4: the FQDN, or failing that an address literal.
+            fqdn = socket.getfqdn()
+            if "." in fqdn:
+                self.local_hostname = fqdn
+            else:
+                address = "127.0.0.1"
+                try:
+                    address = socket.gethostbyname(socket.gethostname())
+                except socket.gaierror:
+                    pass
+                self.local_hostname = f"[{address}]"
+
+    def __repr__(self) -> str:
+        # Never shows user or password (STYLE: secrets stay out of reprs).
+        where = f"{self._host!r}" if self.sock is not None else "not connected"
+        return f"<{type(self).__name__} {where}>"
+
+    def __enter__(self) -> SMTP:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self._run(_flows.exit_session(self))
+
+    def _run(self, flow: _flows.Flow[_T]) -> _T:
+        """Drive a flow: call each step's method, send back its result or exception."""
+        try:
+            step = next(flow)
+            while True:
+                try:
+                    result = getattr(self, step.method)(*step.args, **step.kwargs)
+                except Exception as exc:
+                    step = flow.throw(exc)
+                else:
+                    step = flow.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            flow.close()
+
+    # ------------------------------------------------------------ debugging
+
+    def set_debuglevel(self, debuglevel: int) -> None:
+        """1 prints each command and reply to stderr; 2 adds timestamps.
+
+        AUTH credentials are shown as ``********`` (smtplib prints them).
+        """
+        self.debuglevel = debuglevel
+
+    def _print_debug(self, *args: object) -> None:
+        if self.debuglevel > 1:
+            print(datetime.datetime.now().time(), *args, file=sys.stderr)
+        else:
+            print(*args, file=sys.stderr)
+
+    # --------------------------------------------------------- the socket layer
+
+    def _get_socket(self, host: str, port: int, timeout: float | None) -> Any:
+        if timeout is not None and not timeout:
+            raise ValueError("Non-blocking socket (timeout=0) is not supported")
+        if self.debuglevel > 0:
+            self._print_debug("connect: to", (host, port), self.source_address)
+        return socket.create_connection((host, port), timeout, self.source_address)
+
+    def connect(self, host: str = "localhost", port: int = 0, source_address: Any = None) -> Response:
+        """Connect to *host* ("host:port" works too) and return the greeting."""
+        if source_address:
+            self.source_address = source_address
+        if not port and host.find(":") == host.rfind(":"):
+            colon = host.rfind(":")
+            if colon >= 0:
+                host, port_text = host[:colon], host[colon + 1 :]
+                try:
+                    port = int(port_text)
+                except ValueError:
+                    raise OSError("nonnumeric port") from None
+        if not port:
+            port = self.default_port
+        sys.audit("smtplib.connect", self, host, port)
+        self._begin_session(host)
+        self.sock = self._get_socket(host, port, self.timeout)
+        code, msg = self.getreply()
+        if self.debuglevel > 0:
+            self._print_debug("connect:", repr(msg))
+        return code, msg
+
+    def _begin_session(self, host: str) -> None:
+        # A new connection starts from nothing: smtplib keeps the old EHLO reply across
+        # close() and connect(), and then skips EHLO on the new server.
+        if self.sock is not None:
+            self.close()
+        self._host = host  # TLS verifies the host actually connected to
+        self._conn = ClientConnection(lmtp=self._lmtp)
+        self.helo_resp = self.ehlo_resp = None
+        self.esmtp_features = {}
+        self.does_esmtp = False
+        self.command_encoding = "ascii"
+        self.file = None
+
+    def send(self, s: str | bytes) -> None:
+        """Send *s* to the server as it is (str is encoded with ``command_encoding``)."""
+        if self.debuglevel > 0:
+            shown = self._redacted if self._redacted is not None else s
+            self._print_debug("send:", repr(shown))
+        self._redacted = None
+        if not self.sock:
+            raise SMTPServerDisconnected("please run connect() first")
+        data = s.encode(self.command_encoding) if isinstance(s, str) else s
+        sys.audit("smtplib.send", self, data)
+        if self._conn is not None:
+            self._conn.send_raw(data)
+        try:
+            self.sock.sendall(data)
+        except TimeoutError as exc:
+            self.close()
+            raise SMTPTimeoutError("timed out sending to the server") from exc
+        except OSError as exc:
+            self.close()
+            raise SMTPServerDisconnected("Server not connected") from exc
+
+    def putcmd(self, cmd: str, args: str = "") -> None:
+        """Send one command line.  CR, LF or NUL in it raise ValueError, nothing is sent."""
+        command = Command(cmd, args)
+        conn = self._conn
+        if conn is None or not self.sock:
+            raise SMTPServerDisconnected("please run connect() first")
+        if conn.state is State.CLOSED:
+            self.close()
+            raise SMTPServerDisconnected("Server not connected")
+        secret = conn.state is State.SASL or command.keyword == "AUTH"
+        try:
+            conn.send(command, self.command_encoding)
+        except LocalProtocolError as exc:
+            raise SMTPStateError(str(exc)) from None
+        except RemoteProtocolError as exc:
+            self.close()
+            raise SMTPProtocolError(-1, str(exc)) from None
+        if secret:
+            self._redacted = _redact(command) + CRLF
+        self.send(command.text + CRLF)
+
+    def getreply(self) -> Response:
+        """Read one reply: ``(code, message)``, lines of a multiline reply joined by \\n."""
+        conn = self._conn
+        if conn is None or not self.sock:
+            raise SMTPServerDisconnected("please run connect() first")
+        conn.expect_reply()
+        reply = self._read_reply(conn)
+        if self.debuglevel > 0:
+            for line in reply.raw:
+                self._print_debug("reply:", repr(line))
+            self._print_debug(f"reply: retcode ({reply.code}); Msg: {reply.message!a}")
+        if reply.code == 421:
+            # RFC 5321 section 3.8: the server is closing the channel.
+            self.close()
+        return reply.code, reply.message
+
+    def _read_reply(self, conn: ClientConnection) -> Reply:
+        sock = self.sock
+        deadline: float | None = None
+        while True:
+            try:
+                event = conn.next_event()
+            except ReplyTooLong as exc:
+                self.close()
+                raise SMTPProtocolError(500, str(exc)) from None
+            except RemoteProtocolError as exc:
+                self.close()
+                raise SMTPProtocolError(-1, str(exc)) from None
+            if isinstance(event, Reply):
+                return event
+            if event is Event.CONNECTION_CLOSED:
+                self.close()
+                raise SMTPServerDisconnected("Connection unexpectedly closed")
+            # The timeout bounds the whole reply, not each recv(): a server that drips
+            # one byte at a time cannot hold the client longer than the timeout.
+            try:
+                if deadline is None:
+                    timeout = sock.gettimeout()
+                    deadline = math.inf if timeout is None else time.monotonic() + timeout
+                    data = sock.recv(_RECV_SIZE)
+                else:
+                    data = _recv_before(sock, deadline)
+            except TimeoutError as exc:
+                self.close()
+                raise SMTPTimeoutError("timed out waiting for the server's reply") from exc
+            except OSError as exc:
+                self.close()
+                raise SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
+            conn.receive_data(data)
+
+    def docmd(self, cmd: str, args: str = "") -> Response:
+        """Send a command and return its reply."""
+        return self._run(_flows.command(self, cmd, args))
+
+    def close(self) -> None:
+        """Close the connection (no QUIT)."""
+        try:
+            file, self.file = self.file, None
+            if file:
+                file.close()
+        finally:
+            sock, self.sock = self.sock, None
+            if self._conn is not None:
+                self._conn.close()
+            if sock:
+                sock.close()
+
+    def _start_tls(self, context: ssl.SSLContext | None) -> None:
+        if self._conn is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        if context is None:
+            # Unlike smtplib, verify the certificate and the host name by default.
+            context = ssl.create_default_context()
+        try:
+            self.sock = context.wrap_socket(self.sock, server_hostname=self._host)
+        except BaseException:
+            self.close()
+            raise
+        self.file = None
+        self._conn.start_tls()
+
+    @property
+    def _tls_active(self) -> bool:
+        return isinstance(self.sock, ssl.SSLSocket)
+
+    @property
+    def _in_transaction(self) -> bool:
+        return self._conn is not None and self._conn.in_transaction
+
+    @property
+    def _replies_pending(self) -> int:
+        return self._conn.pending if self._conn is not None else 0
+
+    def _encode_content(self, content: bytes) -> bytes:
+        if self._conn is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        try:
+            return self._conn.send_data(content) + self._conn.end_data()
+        except LocalProtocolError as exc:
+            raise SMTPStateError(str(exc)) from None
+
+    # ----------------------------------------------------------- the commands
+
+    def helo(self, name: str = "") -> Response:
+        """HELO; the name defaults to ``local_hostname``."""
+        return self._run(_flows.helo(self, name or self.local_hostname))
+
+    def ehlo(self, name: str = "") -> Response:
+        """EHLO (LHLO for LMTP); fills ``esmtp_features`` from the reply."""
+        return self._run(_flows.ehlo(self, self.ehlo_msg, name or self.local_hostname))
+
+    def has_extn(self, opt: str) -> bool:
+        """Did the server offer the service extension *opt*?"""
+        return opt.lower() in self.esmtp_features
+
+    def help(self, args: str = "") -> bytes:
+        """HELP; returns the text of the reply."""
+        return self._run(_flows.command(self, "help", args))[1]
+
+    def rset(self) -> Response:
+        """RSET: abort the current transaction."""
+        return self._run(_flows.rset(self))
+
+    def _rset(self) -> None:
+        self._run(_flows.quiet_rset(self))
+
+    def noop(self) -> Response:
+        """NOOP."""
+        return self._run(_flows.command(self, "noop"))
+
+    def mail(self, sender: str, options: Sequence[str] = ()) -> Response:
+        """MAIL FROM with ESMTP *options* (used only after a successful EHLO)."""
+        return self._run(_flows.mail(self, sender, options))
+
+    def rcpt(self, recip: str, options: Sequence[str] = ()) -> Response:
+        """RCPT TO with ESMTP *options*."""
+        return self._run(_flows.rcpt(self, recip, options))
+
+    def data(self, msg: str | bytes) -> Response:
+        """DATA and the message content, CRLF-normalized and dot-stuffed."""
+        return self._run(_flows.data(self, msg))
+
+    def verify(self, address: str) -> Response:
+        """VRFY."""
+        return self._run(_flows.verify(self, "vrfy", address))
+
+    vrfy = verify
+
+    def expn(self, address: str) -> Response:
+        """EXPN."""
+        return self._run(_flows.verify(self, "expn", address))
+
+    def ehlo_or_helo_if_needed(self) -> None:
+        """EHLO, falling back to HELO, unless one was already done this session."""
+        self._run(_flows.ehlo_or_helo_if_needed(self))
+
+    def auth(
+        self,
+        mechanism: str,
+        authobject: Callable[..., str | bytes | None],
+        *,
+        initial_response_ok: bool = True,
+    ) -> Response:
+        """AUTH with *authobject(challenge)* giving each response (RFC 4954)."""
+        return self._run(_flows.auth(self, mechanism, authobject, initial_response_ok))
+
+    def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
+        """CRAM-MD5 (RFC 2195), from ``self.user`` and ``self.password``."""
+        if challenge is None:
+            return None  # CRAM-MD5 has no initial response
+        return cram_md5_response(self.user, self.password, challenge)
+
+    def auth_plain(self, challenge: bytes | None = None) -> str:
+        """PLAIN (RFC 4616), from ``self.user`` and ``self.password``."""
+        return plain_response(self.user, self.password)
+
+    def auth_login(self, challenge: bytes | None = None) -> str:
+        """LOGIN: the user name first, then the password."""
+        if challenge is None or self._auth_challenge_count < 2:
+            return self.user
+        return self.password
+
+    def login(self, user: str, password: str, *, initial_response_ok: bool = True) -> Response:
+        """Authenticate with the best mechanism both sides support."""
+        return self._run(_flows.login(self, user, password, initial_response_ok))
+
+    def starttls(self, *, context: ssl.SSLContext | None = None) -> Response:
+        """STARTTLS (RFC 3207).  Without *context* the certificate and host name are
+        verified against the system's trust store."""
+        return self._run(_flows.starttls(self, context))
+
+    def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: str | bytes,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, Response]:
+        """One mail transaction; returns the refused recipients (see smtplib)."""
+        return self._run(
+            _flows.sendmail(
+                self, from_addr, to_addrs, msg, mail_options, rcpt_options, self._lmtp
+            )
+        )
+
+    def send_message(
+        self,
+        msg: email.message.Message,
+        from_addr: str | None = None,
+        to_addrs: str | Sequence[str] | None = None,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, Response]:
+        """Send an ``email.message.Message``; the envelope comes from its headers."""
+        return self._run(
+            _flows.send_message(self, msg, from_addr, to_addrs, mail_options, rcpt_options)
+        )
+
+    def quit(self) -> Response:
+        """QUIT and close."""
+        return self._run(_flows.quit(self))
+
+
+def _redact(command: Command) -> str:
+    """The line as debug output shows it: SASL data replaced (STYLE: no secrets logged)."""
+    if command.keyword == "AUTH":
+        mechanism, _, initial = command.argument.partition(" ")
+        return f"{command.verb} {mechanism} ********" if initial else command.text
+    return "********"
+
+
+def _recv_before(sock: Any, deadline: float) -> bytes:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("timed out")
+    if deadline == math.inf:
+        return sock.recv(_RECV_SIZE)  # type: ignore[no-any-return]
+    previous = sock.gettimeout()
+    sock.settimeout(remaining)
+    try:
+        return sock.recv(_RECV_SIZE)  # type: ignore[no-any-return]
+    finally:
+        sock.settimeout(previous)
+
+
+class SMTP_SSL(SMTP):  # noqa: N801 (smtplib's name)
+    """SMTP over implicit TLS (RFC 8314), port 465.  Without *context* the certificate
+    and host name are verified (smtplib's default context verifies nothing)."""
+
+    default_port = SMTP_SSL_PORT
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = 0,
+        local_hostname: str | None = None,
+        *,
+        timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+        source_address: tuple[str, int] | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        if context is None:
+            context = ssl.create_default_context()
+        self.context = context
+        SMTP.__init__(self, host, port, local_hostname, timeout, source_address)
+
+    def _get_socket(self, host: str, port: int, timeout: float | None) -> Any:
+        if self.debuglevel > 0:
+            self._print_debug("connect:", (host, port))
+        plain = super()._get_socket(host, port, timeout)
+        try:
+            return self.context.wrap_socket(plain, server_hostname=self._host)
+        except BaseException:
+            plain.close()
+            raise
+
+
+class LMTP(SMTP):
+    """LMTP (RFC 2033), over TCP or a unix socket (a host that starts with '/').
+
+    Unlike smtplib, reads one reply per accepted recipient after the content
+    (RFC 2033 section 4.2): ``sendmail`` returns those refused there with the others.
+    """
+
+    ehlo_msg = "lhlo"
+    _lmtp = True
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = LMTP_PORT,
+        local_hostname: str | None = None,
+        source_address: tuple[str, int] | None = None,
+        timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+    ) -> None:
+        super().__init__(
+            host, port, local_hostname=local_hostname, source_address=source_address,
+            timeout=timeout,
+        )
+
+    def connect(self, host: str = "localhost", port: int = 0, source_address: Any = None) -> Response:
+        """Connect over TCP, or to the unix socket at *host* if it starts with '/'."""
+        if not host.startswith("/"):
+            return super().connect(host, port, source_address=source_address)
+        if self.timeout is not None and not self.timeout:
+            raise ValueError("Non-blocking socket (timeout=0) is not supported")
+        self._begin_session("")
+        try:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            if self.timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+                self.sock.settimeout(self.timeout)
+            self.sock.connect(host)
+        except OSError:
+            if self.debuglevel > 0:
+                self._print_debug("connect fail:", host)
+            if self.sock:
+                self.sock.close()
+            self.sock = None
+            raise
+        code, msg = self.getreply()
+        if self.debuglevel > 0:
+            self._print_debug("connect:", msg)
+        return code, msg
