@@ -38,8 +38,8 @@ from ._exceptions import (
     SMTPStateError,
     SMTPTimeoutError,
 )
-from ._protocol import MAX_CHALLENGES as _MAXCHALLENGE
-from ._protocol import MAX_LINE as _MAXLINE
+from ._protocol import MAX_CHALLENGES as _MAXCHALLENGE  # noqa: F401 (smtplib's name)
+from ._protocol import MAX_LINE as _MAXLINE  # noqa: F401 (CPython's tests read it)
 from ._sync import LMTP, SMTP, SMTP_SSL
 from ._sync._client import CRLF, LMTP_PORT, SMTP_PORT, SMTP_SSL_PORT
 
@@ -50,11 +50,14 @@ bCRLF = b"\r\n"
 OLDSTYLE_AUTH = re.compile(r"auth=(.*)", re.I)
 
 __all__ = [
-    # clients
+    "CRLF",
     "LMTP",
+    "LMTP_PORT",
+    "OLDSTYLE_AUTH",
     "SMTP",
+    "SMTP_PORT",
     "SMTP_SSL",
-    # exceptions (each a subclass of smtplib's class of the same name) and warnings
+    "SMTP_SSL_PORT",
     "InsecureWarning",
     "SMTPAuthenticationError",
     "SMTPConnectError",
@@ -69,12 +72,6 @@ __all__ = [
     "SMTPServerDisconnected",
     "SMTPStateError",
     "SMTPTimeoutError",
-    # smtplib's helpers and constants
-    "CRLF",
-    "LMTP_PORT",
-    "OLDSTYLE_AUTH",
-    "SMTP_PORT",
-    "SMTP_SSL_PORT",
     "bCRLF",
     "encode_base64",
     "quoteaddr",

@@ -96,7 +96,8 @@ def command(client: Client, verb: str, argument: str = "") -> Flow[Response]:
         if client._in_transaction:
             yield Call("_rset")
         raise
-    return (yield Call("getreply"))
+    reply: Response = yield Call("getreply")
+    return reply
 
 
 def helo(client: Client, name: str) -> Flow[Response]:
@@ -298,7 +299,7 @@ def _forget_session(client: Client) -> None:
 
 
 def quit(client: Client) -> Flow[Response]:
-    result = yield Call("docmd", ("quit",))
+    result: Response = yield Call("docmd", ("quit",))
     _forget_session(client)  # a new EHLO is needed after a later connect()
     yield Call("close")
     return result
@@ -421,14 +422,13 @@ def send_message(
         )
     with io.BytesIO() as buffer:
         if international:
-            generator = email.generator.BytesGenerator(
-                buffer, policy=msg.policy.clone(utf8=True)
-            )
+            generator = email.generator.BytesGenerator(buffer, policy=msg.policy.clone(utf8=True))  # type: ignore[call-arg]
             mail_options = (*mail_options, "SMTPUTF8", "BODY=8BITMIME")
         else:
             generator = email.generator.BytesGenerator(buffer)
         generator.flatten(stripped, linesep="\r\n")
         flat = buffer.getvalue()
-    return (
-        yield Call("sendmail", (from_addr, to_addrs, flat, mail_options, rcpt_options))
+    refused: dict[str, Response] = yield Call(
+        "sendmail", (from_addr, to_addrs, flat, mail_options, rcpt_options)
     )
+    return refused

@@ -26,7 +26,7 @@ class Command:
     >>> Command("noop", "x\\r\\nRCPT TO:<evil>")
     Traceback (most recent call last):
     ...
-    ValueError: command and arguments contain prohibited newline characters: noop x\\r\\nRCPT TO:<evil>
+    ValueError: command and arguments contain prohibited newline characters: ...
     """
 
     verb: str

@@ -211,8 +211,8 @@ class ClientConnection:
         if keyword == _GREETING:
             self.state = State.READY
         elif keyword in ("EHLO", "LHLO"):
-            self.extensions = Extensions.from_ehlo_lines(reply.lines) if code == 250 else (
-                Extensions()
+            self.extensions = (
+                Extensions.from_ehlo_lines(reply.lines) if code == 250 else (Extensions())
             )
         elif keyword == "HELO":
             if code == 250:

@@ -165,7 +165,9 @@ class SMTP:
             self._print_debug("connect: to", (host, port), self.source_address)
         return socket.create_connection((host, port), timeout, self.source_address)
 
-    def connect(self, host: str = "localhost", port: int = 0, source_address: Any = None) -> Response:
+    def connect(
+        self, host: str = "localhost", port: int = 0, source_address: Any = None
+    ) -> Response:
         """Connect to *host* ("host:port" works too) and return the greeting."""
         if source_address:
             self.source_address = source_address
@@ -443,9 +445,7 @@ class SMTP:
     ) -> dict[str, Response]:
         """One mail transaction; returns the refused recipients (see smtplib)."""
         return self._run(
-            _flows.sendmail(
-                self, from_addr, to_addrs, msg, mail_options, rcpt_options, self._lmtp
-            )
+            _flows.sendmail(self, from_addr, to_addrs, msg, mail_options, rcpt_options, self._lmtp)
         )
 
     def send_message(
@@ -488,7 +488,7 @@ def _recv_before(sock: Any, deadline: float) -> bytes:
         sock.settimeout(previous)
 
 
-class SMTP_SSL(SMTP):  # noqa: N801 (smtplib's name)
+class SMTP_SSL(SMTP):
     """SMTP over implicit TLS (RFC 8314), port 465.  Without *context* the certificate
     and host name are verified (smtplib's default context verifies nothing)."""
 
@@ -539,11 +539,16 @@ class LMTP(SMTP):
         timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
     ) -> None:
         super().__init__(
-            host, port, local_hostname=local_hostname, source_address=source_address,
+            host,
+            port,
+            local_hostname=local_hostname,
+            source_address=source_address,
             timeout=timeout,
         )
 
-    def connect(self, host: str = "localhost", port: int = 0, source_address: Any = None) -> Response:
+    def connect(
+        self, host: str = "localhost", port: int = 0, source_address: Any = None
+    ) -> Response:
         """Connect over TCP, or to the unix socket at *host* if it starts with '/'."""
         if not host.startswith("/"):
             return super().connect(host, port, source_address=source_address)
