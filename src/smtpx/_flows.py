@@ -93,11 +93,25 @@ def command(client: Client, verb: str, argument: str = "") -> Flow[Response]:
     try:
         yield Call("putcmd", (verb, argument))
     except ValueError:
-        if client._in_transaction:
-            yield Call("_rset")
+        yield from _reset_if_in_transaction(client)
         raise
     reply: Response = yield Call("getreply")
     return reply
+
+
+def _reset_if_in_transaction(client: Client) -> Flow[None]:
+    if client._in_transaction:
+        yield Call("_rset")
+
+
+def _refuse_controls(client: Client, *texts: str) -> Flow[None]:
+    """Addresses are checked as given, before ``quoteaddr``: its parser would quietly
+    drop what follows a line break, and the caller's mistake would go unseen."""
+    try:
+        check_envelope(texts, (), "utf-8")
+    except ValueError:
+        yield from _reset_if_in_transaction(client)
+        raise
 
 
 def helo(client: Client, name: str) -> Flow[Response]:
@@ -142,6 +156,7 @@ def quiet_rset(client: Client) -> Flow[None]:
 
 
 def mail(client: Client, sender: str, options: Sequence[str]) -> Flow[Response]:
+    yield from _refuse_controls(client, sender)
     optionlist = ""
     if options and client.does_esmtp:
         if any(option.lower() == "smtputf8" for option in options):
@@ -153,11 +168,13 @@ def mail(client: Client, sender: str, options: Sequence[str]) -> Flow[Response]:
 
 
 def rcpt(client: Client, recip: str, options: Sequence[str]) -> Flow[Response]:
+    yield from _refuse_controls(client, recip)
     optionlist = " " + " ".join(options) if options and client.does_esmtp else ""
     return (yield from command(client, "rcpt", f"to:{quoteaddr(recip)}{optionlist}"))
 
 
 def verify(client: Client, verb: str, address: str) -> Flow[Response]:
+    yield from _refuse_controls(client, address)
     return (yield from command(client, verb, addr_only(address)))
 
 

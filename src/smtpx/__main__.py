@@ -1,0 +1,8 @@
+"""``python -m smtpx``: the same as the ``smtpx`` command."""
+
+import sys
+
+from smtpx._cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
