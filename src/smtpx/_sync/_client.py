@@ -16,6 +16,7 @@ import socket
 import ssl
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -430,10 +431,25 @@ class SMTP:
         """Authenticate with the best mechanism both sides support."""
         return self._run(_flows.login(self, user, password, initial_response_ok))
 
-    def starttls(self, *, context: ssl.SSLContext | None = None) -> Response:
-        """STARTTLS (RFC 3207).  Without *context* the certificate and host name are
-        verified against the system's trust store."""
-        return self._run(_flows.starttls(self, context))
+    if sys.version_info >= (3, 12):
+
+        def starttls(self, *, context: ssl.SSLContext | None = None) -> Response:
+            """STARTTLS (RFC 3207).  Without *context* the certificate and host name are
+            verified against the system's trust store."""
+            return self._run(_flows.starttls(self, context))
+
+    else:  # Python 3.11's smtplib still takes the deprecated keyfile and certfile.
+
+        def starttls(
+            self,
+            keyfile: str | None = None,
+            certfile: str | None = None,
+            context: ssl.SSLContext | None = None,
+        ) -> Response:
+            """STARTTLS (RFC 3207).  Without *context* the certificate and host name are
+            verified against the system's trust store."""
+            context = _legacy_context(keyfile, certfile, context)
+            return self._run(_flows.starttls(self, context))
 
     def sendmail(
         self,
@@ -474,6 +490,26 @@ def _redact(command: Command) -> str:
     return "********"
 
 
+def _legacy_context(
+    keyfile: str | None, certfile: str | None, context: ssl.SSLContext | None
+) -> ssl.SSLContext | None:
+    """Python 3.11's keyfile/certfile arguments: a client certificate, in a context that
+    still verifies the server (smtplib's would not)."""
+    if context is not None and (keyfile is not None or certfile is not None):
+        raise ValueError("context and keyfile/certfile arguments are mutually exclusive")
+    if keyfile is None and certfile is None:
+        return context
+    warnings.warn(
+        "keyfile and certfile are deprecated, use a custom context instead",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    context = ssl.create_default_context()
+    if certfile is not None:
+        context.load_cert_chain(certfile, keyfile)
+    return context
+
+
 def _recv_before(sock: Any, deadline: float) -> bytes:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
@@ -494,20 +530,39 @@ class SMTP_SSL(SMTP):
 
     default_port = SMTP_SSL_PORT
 
-    def __init__(
-        self,
-        host: str = "",
-        port: int = 0,
-        local_hostname: str | None = None,
-        *,
-        timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
-        source_address: tuple[str, int] | None = None,
-        context: ssl.SSLContext | None = None,
-    ) -> None:
-        if context is None:
-            context = ssl.create_default_context()
-        self.context = context
-        SMTP.__init__(self, host, port, local_hostname, timeout, source_address)
+    if sys.version_info >= (3, 12):
+
+        def __init__(
+            self,
+            host: str = "",
+            port: int = 0,
+            local_hostname: str | None = None,
+            *,
+            timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+            source_address: tuple[str, int] | None = None,
+            context: ssl.SSLContext | None = None,
+        ) -> None:
+            self.context = context if context is not None else ssl.create_default_context()
+            SMTP.__init__(self, host, port, local_hostname, timeout, source_address)
+
+    else:  # Python 3.11's smtplib still takes the deprecated keyfile and certfile.
+
+        def __init__(
+            self,
+            host: str = "",
+            port: int = 0,
+            local_hostname: str | None = None,
+            keyfile: str | None = None,
+            certfile: str | None = None,
+            timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+            source_address: tuple[str, int] | None = None,
+            context: ssl.SSLContext | None = None,
+        ) -> None:
+            self.keyfile = keyfile
+            self.certfile = certfile
+            context = _legacy_context(keyfile, certfile, context)
+            self.context = context if context is not None else ssl.create_default_context()
+            SMTP.__init__(self, host, port, local_hostname, timeout, source_address)
 
     def _get_socket(self, host: str, port: int, timeout: float | None) -> Any:
         if self.debuglevel > 0:
