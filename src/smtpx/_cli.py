@@ -119,16 +119,14 @@ def _send_demo_message(server: SinkServer) -> str:
     message["Subject"] = "Hello from smtpx"
     message.set_content("This message went through STARTTLS and AUTH.\n")
     captured = io.StringIO()
-    # set_debuglevel() writes smtplib-style lines to sys.stderr.
-    # The host goes to the constructor, not to connect(): as in smtplib, that
-    # is where starttls() learns the name to check the certificate against.
-    # So the transcript starts after the greeting, with EHLO.
-    client = smtpx.SMTP(
-        server.host, server.port, local_hostname="localhost", timeout=_CLIENT_TIMEOUT
-    )
+    # set_debuglevel() writes smtplib-style lines to sys.stderr.  connect() after it so
+    # the transcript starts with the greeting; smtpx (unlike smtplib) verifies the
+    # certificate against the host given to connect().
+    client = smtpx.SMTP(local_hostname="localhost", timeout=_CLIENT_TIMEOUT)
     with contextlib.redirect_stderr(captured):
         client.set_debuglevel(1)
         try:
+            client.connect(server.host, server.port)
             client.ehlo()
             client.starttls(context=server.client_context())
             client.ehlo()
