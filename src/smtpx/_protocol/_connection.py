@@ -112,9 +112,6 @@ class ClientConnection:
             # attacker's pipelined injection.  Either way the stream cannot be trusted.
             raise RemoteProtocolError("the server sent data that answers no command")
         wire = command.wire(encoding)  # may raise before any state changes
-        if keyword in _HELLO or keyword == "RSET":
-            # RFC 5321 section 4.1.4: EHLO and HELO, like RSET, clear any transaction.
-            self._end_transaction()
         self._pending.append(keyword)
         return wire
 
@@ -208,6 +205,12 @@ class ClientConnection:
             # RFC 5321 section 3.8: the service is closing the channel, whatever we sent.
             self.close()
             return
+        if keyword in _HELLO or keyword == "RSET":
+            # RFC 5321 section 4.1.4: EHLO and HELO, like RSET, clear any transaction.
+            # Applied at the reply, in order: replies to MAIL and RCPT pipelined before
+            # them arrive first and must not reopen it.
+            if 200 <= code <= 299:
+                self._end_transaction()
         if keyword == _GREETING:
             self.state = State.READY
         elif keyword in ("EHLO", "LHLO"):

@@ -73,7 +73,8 @@ class Extensions:
     def size_limit(self) -> int | None:
         """The SIZE limit in octets (RFC 1870 section 4); None if absent or 0 (no limit)."""
         text = self.keywords.get("size", "")
-        return int(text) if text.isdigit() and int(text) > 0 else None
+        # isascii(): str.isdigit() also accepts digits such as "\xb2" that int() refuses.
+        return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
 
     def as_dict(self) -> dict[str, str]:
         """A fresh dict in the shape of smtplib's ``esmtp_features``."""
