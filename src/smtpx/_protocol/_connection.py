@@ -205,12 +205,11 @@ class ClientConnection:
             # RFC 5321 section 3.8: the service is closing the channel, whatever we sent.
             self.close()
             return
-        if keyword in _HELLO or keyword == "RSET":
+        if (keyword in _HELLO or keyword == "RSET") and 200 <= code <= 299:
             # RFC 5321 section 4.1.4: EHLO and HELO, like RSET, clear any transaction.
             # Applied at the reply, in order: replies to MAIL and RCPT pipelined before
             # them arrive first and must not reopen it.
-            if 200 <= code <= 299:
-                self._end_transaction()
+            self._end_transaction()
         if keyword == _GREETING:
             self.state = State.READY
         elif keyword in ("EHLO", "LHLO"):
