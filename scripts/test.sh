@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# The one command that checks everything, on a fresh Debian machine, as root:
+#
+#   scripts/test.sh [PYTEST ARGS...]
+#
+# 1. installs Postfix and Dovecot LMTP (apt) if they are missing; the tests
+#    start their own private instances on loopback, never the system ones;
+# 2. creates .venv-3.11 and .venv-3.13 from pyenv's Pythons and installs
+#    smtpx with its [dev] extra into each;
+# 3. runs ruff check, ruff format --check, mypy --strict (once, on 3.11) and
+#    the whole pytest suite with -bb and -W error on each Python version.
+#
+# Every check runs even if an earlier one failed; the exit status is non-zero
+# if any failed. Extra arguments go to pytest (e.g. `-k postfix -x`).
+# Environment: CI (set by CI) makes missing server software a test failure
+# instead of a skip; PYTHON_VERSIONS overrides "3.11 3.13".
+
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Debian keeps postfix, postconf and dovecot in sbin, which a non-login PATH lacks.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+read -r -a PYTHON_VERSIONS <<<"${PYTHON_VERSIONS:-3.11 3.13}"
+LINT_VERSION=${PYTHON_VERSIONS[0]}
+SERVER_PACKAGES=(postfix dovecot-core dovecot-lmtpd)
+
+started=$SECONDS
+log() { printf '\n==> %s  [%ss]\n' "$*" "$((SECONDS - started))"; }
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+in_ci() { [[ -n "${CI:-}" && "${CI,,}" != "false" && "${CI}" != "0" ]]; }
+
+# --- 1. server software ------------------------------------------------------
+
+just_installed=false
+installed() { [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]; }
+
+install_servers() {
+    local missing=() package
+    for package in "${SERVER_PACKAGES[@]}"; do
+        installed "$package" || missing+=("$package")
+    done
+    if ((${#missing[@]} == 0)); then
+        log "server packages present: ${SERVER_PACKAGES[*]}"
+        return
+    fi
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+        in_ci && die "missing ${missing[*]} and cannot apt-get install them (need root on Debian)"
+        printf 'warning: missing %s; their integration tests will be skipped\n' "${missing[*]}" >&2
+        return
+    fi
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Postfix's debconf question would otherwise block; we configure our own instance.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+    just_installed=true
+}
+
+# The packages' own services may start on install (port 25, /run/dovecot).
+# The tests never use them, so keep them off.
+stop_system_services() {
+    log "stopping the system Postfix/Dovecot services if they run"
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+        systemctl disable --now postfix.service dovecot.service 2>/dev/null || true
+    fi
+    if [[ -f /etc/postfix/main.cf ]] && postfix status >/dev/null 2>&1; then
+        postfix stop || true
+    fi
+    local pidfile=/run/dovecot/master.pid
+    if [[ -s $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        dovecot stop 2>/dev/null || kill "$(cat "$pidfile")" || true
+    fi
+}
+
+install_servers
+if $just_installed || in_ci; then
+    stop_system_services
+fi
+
+# --- 2. virtual environments -------------------------------------------------
+
+find_python() {
+    local version=$1 root candidates=()
+    if command -v pyenv >/dev/null; then
+        root=$(pyenv root)
+    else
+        root=${PYENV_ROOT:-$HOME/.pyenv}
+    fi
+    shopt -s nullglob
+    candidates=("$root"/versions/"$version".*/bin/python"$version")
+    shopt -u nullglob
+    if ((${#candidates[@]})); then
+        printf '%s\n' "${candidates[@]}" | sort -V | tail -n 1
+    elif command -v "python$version" >/dev/null; then
+        command -v "python$version"
+    else
+        die "no Python $version (looked in $root/versions and on PATH)"
+    fi
+}
+
+make_venv() {
+    local version=$1 venv=".venv-$1" python
+    if ! "$venv/bin/python" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$version'.split('.'))))" 2>/dev/null; then
+        python=$(find_python "$version")
+        log "creating $venv with $python"
+        rm -rf "$venv"
+        "$python" -m venv "$venv"
+    fi
+    log "installing smtpx[dev] into $venv"
+    "$venv/bin/python" -m pip install -q -e '.[dev]'
+}
+
+for version in "${PYTHON_VERSIONS[@]}"; do
+    make_venv "$version"
+done
+
+# --- 3. checks ---------------------------------------------------------------
+
+failures=()
+check() {
+    local name=$1 status=0
+    shift
+    log "$name"
+    "$@" || status=$?
+    if ((status != 0)); then
+        failures+=("$name (exit status $status)")
+    fi
+}
+
+lint=".venv-$LINT_VERSION/bin"
+check "ruff check" "$lint/ruff" check .
+check "ruff format --check" "$lint/ruff" format --check .
+check "mypy --strict src" "$lint/mypy" --strict src
+
+for version in "${PYTHON_VERSIONS[@]}"; do
+    # pytest exits 5 when it collected no tests: non-zero, so a failure here too.
+    check "pytest on Python $version" ".venv-$version/bin/python" -bb -m pytest -W error "$@"
+done
+
+log "done"
+if ((${#failures[@]})); then
+    printf 'FAILED:\n' >&2
+    printf '  %s\n' "${failures[@]}" >&2
+    exit 1
+fi
+echo "all checks passed"

@@ -1,0 +1,61 @@
+"""Session fixtures: one real Postfix and one real Dovecot LMTP per test session.
+
+Each server starts on first use, runs from its own temp dir on loopback ports
+and is stopped (and reaped) at the end of the session. Missing server software
+skips the tests on a developer machine and FAILS them in CI (``CI`` set): a
+green CI run must mean the real servers were exercised.
+
+Set ``SMTPX_KEEP_SERVER_DIRS=1`` to keep the servers' work dirs (config, logs,
+maildirs) after the session for debugging.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import pytest
+
+from .servers import BaseServer, DovecotLMTPServer, PostfixServer, ServerUnavailable
+
+ServerT = TypeVar("ServerT", bound=BaseServer)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _serve(start: Callable[[], ServerT], what: str) -> Iterator[ServerT]:
+    try:
+        server = start()
+    except ServerUnavailable as exc:
+        unavailable = str(exc)
+    else:
+        unavailable = ""
+    if unavailable:
+        if _in_ci():
+            pytest.fail(
+                f"{what} is required in CI but cannot run here: {unavailable}", pytrace=False
+            )
+        pytest.skip(f"{what} unavailable: {unavailable}")
+    # ServerStartError propagates: an installed server that does not start is a
+    # failure everywhere, and its message carries the server's logs.
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postfix() -> Iterator[PostfixServer]:
+    """A running Postfix: ``.host``, ``.port``, ``.smtps_port``, ``.client_context()``,
+    ``.mailbox(address).wait_for(token)``; see ``servers/postfix.py``."""
+    yield from _serve(PostfixServer.start, "Postfix")
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotLMTPServer]:
+    """A running Dovecot LMTP: ``.host``, ``.port``, ``.socket_path``,
+    ``.client_context()``, ``.mailbox(address)``; see ``servers/dovecot.py``."""
+    yield from _serve(DovecotLMTPServer.start, "Dovecot LMTP")

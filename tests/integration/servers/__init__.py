@@ -1,0 +1,19 @@
+"""Real mail servers for the integration tests, each in its own temp dir on loopback."""
+
+from ._common import BaseServer, ServerStartError, ServerUnavailable
+from ._maildir import Mailbox, expected_delivery, make_message, strip_trace_fields, to_lf
+from .dovecot import DovecotLMTPServer
+from .postfix import PostfixServer
+
+__all__ = [
+    "BaseServer",
+    "DovecotLMTPServer",
+    "Mailbox",
+    "PostfixServer",
+    "ServerStartError",
+    "ServerUnavailable",
+    "expected_delivery",
+    "make_message",
+    "strip_trace_fields",
+    "to_lf",
+]

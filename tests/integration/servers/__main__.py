@@ -1,0 +1,71 @@
+"""Start a test server by hand: ``python -m tests.integration.servers postfix|dovecot``.
+
+Prints where it listens and where its files are, then runs until Ctrl-C (or
+SIGTERM), and stops it. ``--check`` only reports whether it can run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from ._common import BaseServer, ServerStartError, ServerUnavailable
+from .dovecot import DovecotLMTPServer
+from .postfix import PostfixServer
+
+SERVERS: dict[str, type[PostfixServer] | type[DovecotLMTPServer]] = {
+    "postfix": PostfixServer,
+    "dovecot": DovecotLMTPServer,
+}
+
+
+def _describe(server: BaseServer) -> str:
+    lines = [f"work dir: {server.workdir}", f"CA file:  {server.ca_file}"]
+    if isinstance(server, PostfixServer):
+        lines += [
+            f"SMTP:     {server.host}:{server.port} (STARTTLS)",
+            f"SMTPS:    {server.host}:{server.smtps_port}",
+            f"users:    {', '.join(server.users)}; 550: {server.unknown_user}; "
+            f"450: {server.deferred_user}",
+        ]
+    elif isinstance(server, DovecotLMTPServer):
+        lines += [
+            f"LMTP:     {server.host}:{server.port} (STARTTLS) and {server.socket_path}",
+            f"users:    {', '.join(server.users)}; 550: {server.unknown_user}",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.integration.servers")
+    parser.add_argument("server", choices=sorted(SERVERS))
+    parser.add_argument("--check", action="store_true", help="only check it is installed")
+    args = parser.parse_args(argv)
+    kind = SERVERS[args.server]
+    try:
+        if args.check:
+            print(kind.check_installed())
+            return 0
+        server: BaseServer = kind.start()
+    except ServerUnavailable as exc:
+        print(f"unavailable: {exc}", file=sys.stderr)
+        return 3
+    except ServerStartError as exc:
+        print(f"failed to start: {exc}", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        print(_describe(server), flush=True)
+        print("running; Ctrl-C stops it", flush=True)
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop(keep_workdir=True)
+        print(f"stopped; files kept in {server.workdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
