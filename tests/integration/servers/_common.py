@@ -302,6 +302,33 @@ class BaseServer:
         self.tls = tls
         self.process: ServerProcess | None = None
 
+    @staticmethod
+    def check_installed() -> str:
+        """The server's executable; raises ServerUnavailable when it cannot run here."""
+        raise NotImplementedError
+
+    def _configure(self) -> None:
+        raise NotImplementedError
+
+    def _run(self, executable: str) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def start(cls) -> Self:
+        """Configure a private instance in a new work dir and start it."""
+        executable = cls.check_installed()
+        workdir = make_workdir(cls.name)
+        conf = workdir / "conf"
+        conf.mkdir(mode=0o755)
+        server = cls(workdir, make_tls(conf))
+        try:
+            server._configure()
+            server._run(executable)
+        except BaseException:
+            server.stop(keep_workdir=True)
+            raise
+        return server
+
     @property
     def ca_file(self) -> Path:
         return self.tls.ca_file

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import pwd
 from pathlib import Path
-from typing import Self
 
 from ._common import (
     BaseServer,
@@ -31,8 +30,6 @@ from ._common import (
     TLSFiles,
     find_program,
     free_ports,
-    make_tls,
-    make_workdir,
     read_banner,
     require_root,
 )
@@ -139,21 +136,6 @@ class DovecotLMTPServer(BaseServer):
             except KeyError as exc:
                 raise ServerUnavailable(f"Dovecot is not set up: no user {user!r}") from exc
         return dovecot
-
-    @classmethod
-    def start(cls) -> Self:
-        dovecot = cls.check_installed()
-        workdir = make_workdir("dovecot")
-        conf = workdir / "conf"
-        conf.mkdir(mode=0o755)
-        server = cls(workdir, make_tls(conf))
-        try:
-            server._configure()
-            server._run(dovecot)
-        except BaseException:
-            server.stop(keep_workdir=True)
-            raise
-        return server
 
     def _configure(self) -> None:
         delivery = pwd.getpwnam(DELIVERY_USER)

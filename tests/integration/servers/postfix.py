@@ -21,7 +21,6 @@ import grp
 import os
 import pwd
 from pathlib import Path
-from typing import Self
 
 from ._common import (
     BaseServer,
@@ -31,8 +30,6 @@ from ._common import (
     TLSFiles,
     find_program,
     free_ports,
-    make_tls,
-    make_workdir,
     read_banner,
     require_root,
 )
@@ -182,21 +179,6 @@ class PostfixServer(BaseServer):
         except KeyError as exc:
             raise ServerUnavailable(f"Postfix is not set up: {exc}") from exc
         return postfix
-
-    @classmethod
-    def start(cls) -> Self:
-        postfix = cls.check_installed()
-        workdir = make_workdir("postfix")
-        conf = workdir / "conf"
-        conf.mkdir(mode=0o755)
-        server = cls(workdir, make_tls(conf))
-        try:
-            server._configure()
-            server._run(postfix)
-        except BaseException:
-            server.stop(keep_workdir=True)
-            raise
-        return server
 
     def _configure(self) -> None:
         delivery = pwd.getpwnam(DELIVERY_USER)
