@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import smtplib
 
+from ._protocol import EnhancedStatus
+
 __all__ = [
     "InsecureWarning",
     "SMTPAuthenticationError",
@@ -67,7 +69,30 @@ class SMTPStateError(SMTPException):
 
 
 class SMTPResponseException(SMTPException, smtplib.SMTPResponseException):
-    """The server answered with an error code: ``smtp_code`` and ``smtp_error``."""
+    """The server answered with an error code: ``smtp_code`` and ``smtp_error``.
+
+    >>> error = SMTPResponseException(452, b"4.2.2 mailbox full")
+    >>> error.is_transient, str(error.enhanced_status)
+    (True, '4.2.2')
+    """
+
+    @property
+    def enhanced_status(self) -> EnhancedStatus | None:
+        """The RFC 3463 code at the start of the server's text, if it sent one."""
+        text: bytes | str = self.smtp_error
+        if isinstance(text, str):
+            text = text.encode("utf-8", "replace")
+        return EnhancedStatus.parse(text, self.smtp_code)
+
+    @property
+    def is_transient(self) -> bool:
+        """A 4yz reply: the same request may succeed later (RFC 5321 section 4.2.1)."""
+        return 400 <= self.smtp_code < 500
+
+    @property
+    def is_permanent(self) -> bool:
+        """A 5yz reply: repeating the request will not help."""
+        return 500 <= self.smtp_code < 600
 
 
 class SMTPSenderRefused(SMTPResponseException, smtplib.SMTPSenderRefused):

@@ -11,6 +11,7 @@ from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError, Rep
 from ._extensions import Extensions
 from ._limits import MAX_CHALLENGES, MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES
 from ._reply import Reply, ReplyParser
+from ._status import EnhancedStatus
 
 __all__ = [
     "MAX_CHALLENGES",
@@ -20,6 +21,7 @@ __all__ = [
     "ClientConnection",
     "Command",
     "DataEncoder",
+    "EnhancedStatus",
     "Event",
     "Extensions",
     "LocalProtocolError",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ._errors import RemoteProtocolError, ReplyTooLong
 from ._limits import MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES
+from ._status import EnhancedStatus
 
 __all__ = ["Reply", "ReplyParser"]
 
@@ -63,6 +64,11 @@ class Reply:
     def is_permanent(self) -> bool:
         """5yz: a permanent failure; repeating the request will not help."""
         return 500 <= self.code < 600
+
+    @property
+    def enhanced_status(self) -> EnhancedStatus | None:
+        """The RFC 3463 status code at the start of the text, if the server sent one."""
+        return EnhancedStatus.parse(self.lines[0], self.code) if self.lines else None
 
     def as_tuple(self) -> tuple[int, bytes]:
         """The ``(code, message)`` pair that smtplib's methods return."""
