@@ -23,7 +23,7 @@ import io
 import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from ._addresses import addr_only, check_envelope, quoteaddr
 from ._exceptions import (
@@ -72,6 +72,7 @@ class Client(Protocol):
     password: str
     _auth_challenge_count: int
     _data_replies: list[Response]
+    _driver_class: ClassVar[type]
 
     def has_extn(self, opt: str) -> bool: ...
     def _encode_content(self, content: bytes) -> bytes: ...
@@ -157,6 +158,10 @@ def quiet_rset(client: Client) -> Flow[None]:
 
 def mail(client: Client, sender: str, options: Sequence[str]) -> Flow[Response]:
     yield from _refuse_controls(client, sender)
+    return (yield from command(client, "mail", _mail_argument(client, sender, options)))
+
+
+def _mail_argument(client: Client, sender: str, options: Sequence[str]) -> str:
     optionlist = ""
     if options and client.does_esmtp:
         if any(option.lower() == "smtputf8" for option in options):
@@ -164,13 +169,17 @@ def mail(client: Client, sender: str, options: Sequence[str]) -> Flow[Response]:
                 raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
             client.command_encoding = "utf-8"
         optionlist = " " + " ".join(options)
-    return (yield from command(client, "mail", f"from:{quoteaddr(sender)}{optionlist}"))
+    return f"from:{quoteaddr(sender)}{optionlist}"
 
 
 def rcpt(client: Client, recip: str, options: Sequence[str]) -> Flow[Response]:
     yield from _refuse_controls(client, recip)
+    return (yield from command(client, "rcpt", _rcpt_argument(client, recip, options)))
+
+
+def _rcpt_argument(client: Client, recip: str, options: Sequence[str]) -> str:
     optionlist = " " + " ".join(options) if options and client.does_esmtp else ""
-    return (yield from command(client, "rcpt", f"to:{quoteaddr(recip)}{optionlist}"))
+    return f"to:{quoteaddr(recip)}{optionlist}"
 
 
 def verify(client: Client, verb: str, address: str) -> Flow[Response]:
@@ -190,6 +199,11 @@ def data(client: Client, msg: str | bytes) -> Flow[Response]:
         client._print_debug("data:", (code, repl))
     if code != 354:
         raise SMTPDataError(code, repl)
+    return (yield from _send_content(client, msg))
+
+
+def _send_content(client: Client, msg: str | bytes) -> Flow[Response]:
+    """After a 354: the content, then the final reply or replies."""
     content = msg.encode("ascii") if isinstance(msg, str) else msg
     yield Call("send", (client._encode_content(content),))
     final: list[Response] = []
@@ -360,25 +374,40 @@ def sendmail(
         if client.has_extn("size"):
             esmtp_opts.append(f"size={len(content)}")
         esmtp_opts.extend(mail_options)
-    code, resp = yield Call("mail", (from_addr, esmtp_opts))
-    if code != 250:
-        yield Call("close" if code == 421 else "_rset")
-        raise SMTPSenderRefused(code, resp, from_addr)
-    refused: dict[str, Response] = {}
-    accepted: list[str] = []
-    for recipient in recipients:
-        code, resp = yield Call("rcpt", (recipient, rcpt_options))
-        if code in (250, 251):
-            accepted.append(recipient)
-        else:
-            refused[recipient] = (code, resp)
-        if code == 421:
-            yield Call("close")
+    if client.has_extn("pipelining") and _graph_intact(client):
+        accepted, refused, code, resp = yield from _pipelined_transaction(
+            client, from_addr, recipients, content, esmtp_opts, rcpt_options
+        )
+    else:
+        code, resp = yield Call("mail", (from_addr, esmtp_opts))
+        if code != 250:
+            yield Call("close" if code == 421 else "_rset")
+            raise SMTPSenderRefused(code, resp, from_addr)
+        refused, accepted = {}, []
+        for recipient in recipients:
+            code, resp = yield Call("rcpt", (recipient, rcpt_options))
+            if code in (250, 251):
+                accepted.append(recipient)
+            else:
+                refused[recipient] = (code, resp)
+            if code == 421:
+                yield Call("close")
+                raise SMTPRecipientsRefused(refused)
+        if not accepted:
+            yield Call("_rset")
             raise SMTPRecipientsRefused(refused)
-    if not accepted:
-        yield Call("_rset")
-        raise SMTPRecipientsRefused(refused)
-    code, resp = yield Call("data", (content,))
+        code, resp = yield Call("data", (content,))
+    return (yield from _judge_delivery(client, accepted, refused, code, resp, lmtp))
+
+
+def _judge_delivery(
+    client: Client,
+    accepted: list[str],
+    refused: dict[str, Response],
+    code: int,
+    resp: bytes,
+    lmtp: bool,
+) -> Flow[dict[str, Response]]:
     if lmtp:
         # RFC 2033 section 4.2: one reply per accepted recipient, in RCPT order.
         delivered = False
@@ -396,6 +425,91 @@ def sendmail(
         yield Call("close" if code == 421 else "_rset")
         raise SMTPDataError(code, resp)
     return refused
+
+
+# The methods a pipelined transaction bypasses.  If a subclass or a test replaced any of
+# them, the transaction goes step by step so that the replacement is still called.
+_PIPELINE_BYPASSES = ("mail", "rcpt", "data", "putcmd", "getreply", "send")
+
+
+def _graph_intact(client: Client) -> bool:
+    base = client._driver_class
+    return all(
+        name not in vars(client) and getattr(type(client), name) is getattr(base, name)
+        for name in _PIPELINE_BYPASSES
+    )
+
+
+def _pipelined_transaction(
+    client: Client,
+    from_addr: str,
+    recipients: list[str],
+    content: bytes,
+    esmtp_opts: Sequence[str],
+    rcpt_options: Sequence[str],
+) -> Flow[tuple[list[str], dict[str, Response], int, bytes]]:
+    """RFC 2920: MAIL, every RCPT and DATA in one write, replies read in order.
+
+    Exactly smtplib's outcomes (the same dict, the same exceptions), with every reply
+    read so the session stays in step.  Returns the accepted and refused recipients and
+    the final reply.
+    """
+    arguments = [_mail_argument(client, from_addr, esmtp_opts)]
+    arguments += [_rcpt_argument(client, r, rcpt_options) for r in recipients]
+    yield Call("_cork")
+    try:
+        yield Call("putcmd", ("mail", arguments[0]))
+        for argument in arguments[1:]:
+            yield Call("putcmd", ("rcpt", argument))
+        yield Call("putcmd", ("data",))
+    except BaseException:
+        yield Call("close")  # commands queued but not written: the session is unusable
+        raise
+    yield Call("_flush")
+    code, resp = yield Call("getreply")
+    if code != 250:
+        if code == 421:
+            yield Call("close")
+        else:
+            yield from _drain_refused(client, len(recipients))
+        raise SMTPSenderRefused(code, resp, from_addr)
+    refused: dict[str, Response] = {}
+    accepted: list[str] = []
+    for recipient in recipients:
+        code, resp = yield Call("getreply")
+        if code in (250, 251):
+            accepted.append(recipient)
+        else:
+            refused[recipient] = (code, resp)
+        if code == 421:
+            yield Call("close")
+            raise SMTPRecipientsRefused(refused)
+    if not accepted:
+        yield from _drain_refused(client, 0)
+        raise SMTPRecipientsRefused(refused)
+    code, resp = yield Call("getreply")
+    if client.debuglevel > 0:
+        client._print_debug("data:", (code, resp))
+    if code != 354:
+        raise SMTPDataError(code, resp)
+    code, resp = yield from _send_content(client, content)
+    return accepted, refused, code, resp
+
+
+def _drain_refused(client: Client, rcpt_replies: int) -> Flow[None]:
+    """Read the replies still due after a refusal, then reset (smtplib's ``_rset``)."""
+    for _ in range(rcpt_replies):
+        code, _ = yield Call("getreply")
+        if code == 421:
+            return
+    code, _ = yield Call("getreply")  # DATA's, which must be a refusal (RFC 2920 3.1)
+    if code == 354:
+        # A server that takes DATA with no valid recipient: end the session rather than
+        # send content that could be delivered to someone.
+        yield Call("close")
+        return
+    if code != 421:
+        yield Call("_rset")
 
 
 def send_message(

@@ -18,7 +18,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .. import _flows
 from .._exceptions import (
@@ -75,6 +75,7 @@ class SMTP:
     does_esmtp = False
     default_port = SMTP_PORT
     _lmtp = False
+    _driver_class: ClassVar[type]  # set below the class: SMTP itself
 
     def __init__(
         self,
@@ -93,6 +94,7 @@ class SMTP:
         self._conn: ClientConnection | None = None
         self._data_replies: list[Response] = []
         self._redacted: str | None = None
+        self._corked: list[bytes] | None = None
         self.user = ""
         self.password = ""
         if host:
@@ -215,6 +217,12 @@ class SMTP:
         sys.audit("smtplib.send", self, data)
         if self._conn is not None:
             self._conn.send_raw(data)
+        if self._corked is not None:
+            self._corked.append(data)
+        else:
+            self._sendall(data)
+
+    def _sendall(self, data: bytes) -> None:
         try:
             self.sock.sendall(data)
         except TimeoutError as exc:
@@ -245,11 +253,22 @@ class SMTP:
             self._redacted = _redact(command) + CRLF
         self.send(command.text + CRLF)
 
+    def _cork(self) -> None:
+        """Hold what ``send`` writes until ``_flush``: a pipelined group in one write."""
+        self._corked = []
+
+    def _flush(self) -> None:
+        corked, self._corked = self._corked, None
+        if corked:
+            self._sendall(b"".join(corked))
+
     def getreply(self) -> Response:
         """Read one reply: ``(code, message)``, lines of a multiline reply joined by \\n."""
         conn = self._conn
         if conn is None or not self.sock:
             raise SMTPServerDisconnected("please run connect() first")
+        if self._corked is not None:
+            self._flush()  # never wait for a reply to a command still held back
         conn.expect_reply()
         reply = self._read_reply(conn)
         if self.debuglevel > 0:
@@ -301,6 +320,7 @@ class SMTP:
 
     def close(self) -> None:
         """Close the connection (no QUIT)."""
+        self._corked = None
         try:
             file, self.file = self.file, None
             if file:
@@ -480,6 +500,9 @@ class SMTP:
     def quit(self) -> Response:
         """QUIT and close."""
         return self._run(_flows.quit(self))
+
+
+SMTP._driver_class = SMTP  # the methods a pipelined transaction bypasses are compared to it
 
 
 def _redact(command: Command) -> str:
