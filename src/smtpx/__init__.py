@@ -42,6 +42,7 @@ from ._protocol import MAX_CHALLENGES as _MAXCHALLENGE  # noqa: F401 (smtplib's 
 from ._protocol import MAX_LINE as _MAXLINE  # noqa: F401 (CPython's tests read it)
 from ._sync import LMTP, SMTP, SMTP_SSL
 from ._sync._client import CRLF, LMTP_PORT, SMTP_PORT, SMTP_SSL_PORT
+from ._timeouts import Timeouts
 
 __version__ = "0.1.0.dev0"
 
@@ -72,6 +73,7 @@ __all__ = [
     "SMTPServerDisconnected",
     "SMTPStateError",
     "SMTPTimeoutError",
+    "Timeouts",
     "bCRLF",
     "encode_base64",
     "quoteaddr",

@@ -91,6 +91,11 @@ class ClientConnection:
         """How many replies are still expected."""
         return len(self._pending)
 
+    @property
+    def awaiting_final_reply(self) -> bool:
+        """True when the next reply is one that ends a message (after its content)."""
+        return bool(self._pending) and self._pending[0] == _END_OF_DATA
+
     def send(self, command: Command, encoding: str = "ascii") -> bytes:
         """Check that *command* may be sent now, queue its reply, and return its bytes."""
         if self.state is State.SASL:

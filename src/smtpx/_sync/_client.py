@@ -38,6 +38,7 @@ from .._protocol import (
     ReplyTooLong,
     State,
 )
+from .._timeouts import Timeouts
 from ..auth import cram_md5_response, plain_response
 
 __all__ = ["LMTP", "LMTP_PORT", "SMTP", "SMTP_PORT", "SMTP_SSL", "SMTP_SSL_PORT"]
@@ -82,7 +83,7 @@ class SMTP:
         host: str = "",
         port: int = 0,
         local_hostname: str | None = None,
-        timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+        timeout: float | Timeouts | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
         source_address: tuple[str, int] | None = None,
     ) -> None:
         self._host = host
@@ -95,6 +96,7 @@ class SMTP:
         self._data_replies: list[Response] = []
         self._redacted: str | None = None
         self._corked: list[bytes] | None = None
+        self._connect_deadline: float | None = None  # while connecting, with Timeouts
         self.user = ""
         self.password = ""
         if host:
@@ -186,11 +188,34 @@ class SMTP:
             port = self.default_port
         sys.audit("smtplib.connect", self, host, port)
         self._begin_session(host)
-        self.sock = self._get_socket(host, port, self.timeout)
-        code, msg = self.getreply()
+        self.sock = self._get_socket(host, port, self._connect_timeout())
+        code, msg = self._greeting()
         if self.debuglevel > 0:
             self._print_debug("connect:", repr(msg))
         return code, msg
+
+    @property
+    def _timeouts(self) -> Timeouts | None:
+        return self.timeout if isinstance(self.timeout, Timeouts) else None
+
+    def _connect_timeout(self) -> Any:
+        timeouts = self._timeouts
+        if timeouts is None:
+            return self.timeout
+        if timeouts.connect is not None:
+            self._connect_deadline = time.monotonic() + timeouts.connect
+        return timeouts.connect
+
+    def _greeting(self) -> Response:
+        # With Timeouts, the greeting shares the connect phase's deadline; afterwards the
+        # socket's own timeout is the command timeout (it bounds each write).
+        try:
+            return self.getreply()
+        finally:
+            self._connect_deadline = None
+            timeouts = self._timeouts
+            if timeouts is not None and self.sock:
+                self.sock.settimeout(timeouts.command)
 
     def _begin_session(self, host: str) -> None:
         # A new connection starts from nothing: smtplib keeps the old EHLO reply across
@@ -301,6 +326,8 @@ class SMTP:
             # one byte at a time cannot hold the client longer than the timeout.
             try:
                 if deadline is None:
+                    deadline = self._reply_deadline(conn)
+                if deadline is None:
                     timeout = sock.gettimeout()
                     deadline = math.inf if timeout is None else time.monotonic() + timeout
                     data = sock.recv(_RECV_SIZE)
@@ -313,6 +340,16 @@ class SMTP:
                 self.close()
                 raise SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
             conn.receive_data(data)
+
+    def _reply_deadline(self, conn: ClientConnection) -> float | None:
+        """The deadline for this reply under ``Timeouts``; None: the socket's timeout."""
+        timeouts = self._timeouts
+        if timeouts is None:
+            return None
+        if self._connect_deadline is not None:
+            return self._connect_deadline
+        limit = timeouts.data if conn.awaiting_final_reply else timeouts.command
+        return math.inf if limit is None else time.monotonic() + limit
 
     def docmd(self, cmd: str, args: str = "") -> Response:
         """Send a command and return its reply."""
@@ -338,8 +375,16 @@ class SMTP:
         if context is None:
             # Unlike smtplib, verify the certificate and the host name by default.
             context = ssl.create_default_context()
+        timeouts = self._timeouts
         try:
+            if timeouts is not None:
+                self.sock.settimeout(timeouts.connect)  # the handshake is the connect phase
             self.sock = context.wrap_socket(self.sock, server_hostname=self._host)
+            if timeouts is not None:
+                self.sock.settimeout(timeouts.command)
+        except TimeoutError as exc:
+            self.close()
+            raise SMTPTimeoutError("timed out in the TLS handshake") from exc
         except BaseException:
             self.close()
             raise
@@ -561,7 +606,7 @@ class SMTP_SSL(SMTP):
             port: int = 0,
             local_hostname: str | None = None,
             *,
-            timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+            timeout: float | Timeouts | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
             source_address: tuple[str, int] | None = None,
             context: ssl.SSLContext | None = None,
         ) -> None:
@@ -577,7 +622,7 @@ class SMTP_SSL(SMTP):
             local_hostname: str | None = None,
             keyfile: str | None = None,
             certfile: str | None = None,
-            timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+            timeout: float | Timeouts | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
             source_address: tuple[str, int] | None = None,
             context: ssl.SSLContext | None = None,
         ) -> None:
@@ -614,7 +659,7 @@ class LMTP(SMTP):
         port: int = LMTP_PORT,
         local_hostname: str | None = None,
         source_address: tuple[str, int] | None = None,
-        timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+        timeout: float | Timeouts | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
     ) -> None:
         super().__init__(
             host,
@@ -635,8 +680,9 @@ class LMTP(SMTP):
         self._begin_session("")
         try:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            if self.timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
-                self.sock.settimeout(self.timeout)
+            timeout = self._connect_timeout()
+            if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+                self.sock.settimeout(timeout)
             self.sock.connect(host)
         except OSError:
             if self.debuglevel > 0:
@@ -645,7 +691,7 @@ class LMTP(SMTP):
                 self.sock.close()
             self.sock = None
             raise
-        code, msg = self.getreply()
+        code, msg = self._greeting()
         if self.debuglevel > 0:
             self._print_debug("connect:", msg)
         return code, msg
