@@ -22,6 +22,7 @@ from email.base64mime import body_encode as encode_base64
 
 from . import _sync
 from ._addresses import quoteaddr, quotedata
+from ._async import AsyncLMTP, AsyncSMTP, AsyncSMTP_SSL
 from ._exceptions import (
     InsecureWarning,
     SMTPAuthenticationError,
@@ -59,6 +60,9 @@ __all__ = [
     "SMTP_PORT",
     "SMTP_SSL",
     "SMTP_SSL_PORT",
+    "AsyncLMTP",
+    "AsyncSMTP",
+    "AsyncSMTP_SSL",
     "InsecureWarning",
     "SMTPAuthenticationError",
     "SMTPConnectError",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Timeouts"]
+__all__ = ["Timeouts", "as_timeouts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +39,10 @@ class Timeouts:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"Timeouts.{name} must be a positive number or None")
+
+
+def as_timeouts(timeout: float | Timeouts | None) -> Timeouts:
+    """*timeout* as a ``Timeouts``: a number bounds every phase alike, None none of them."""
+    if isinstance(timeout, Timeouts):
+        return timeout
+    return Timeouts(timeout, timeout, timeout)

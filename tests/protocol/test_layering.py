@@ -26,6 +26,7 @@ LAYERS = {
     "_flows": 1,
     "_exceptions": 1,
     "_addresses": 1,
+    "_timeouts": 1,
     "_sync": 2,
     "_async": 2,
     "__init__": 3,

@@ -1,0 +1,754 @@
+"""``AsyncSMTP``, ``AsyncSMTP_SSL`` and ``AsyncLMTP``: the asyncio twins of the blocking classes.
+
+Only the primitives that touch the stream live here (``connect``, ``send``, ``putcmd``,
+``getreply``, ``close`` and the TLS switch); every multi-step method runs the same flow
+from ``smtpx._flows`` as the blocking driver, awaiting each step instead of calling it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import email.message
+import socket
+import ssl
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, ClassVar, Self, TypeVar
+
+from .. import _flows
+from .._exceptions import (
+    SMTPConnectError,
+    SMTPProtocolError,
+    SMTPServerDisconnected,
+    SMTPStateError,
+    SMTPTimeoutError,
+)
+from .._protocol import (
+    ClientConnection,
+    Command,
+    Event,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Reply,
+    ReplyTooLong,
+    State,
+)
+from .._sync._client import (
+    CRLF,
+    LMTP_PORT,
+    SMTP_PORT,
+    SMTP_SSL_PORT,
+    _legacy_context,
+    _redact,
+)
+from .._timeouts import Timeouts, as_timeouts
+from ..auth import cram_md5_response, plain_response
+
+__all__ = ["AsyncLMTP", "AsyncSMTP", "AsyncSMTP_SSL"]
+
+# One read() call's size.  Replies are small; 64 KiB takes a whole pipelined batch at once.
+_RECV_SIZE = 65536
+# How long close() waits for the transport to finish closing (a TLS close_notify
+# exchange) before cutting it: closing must not hang on a silent peer.
+_CLOSE_TIMEOUT = 5.0
+# Connection attempts to the next address start this long after the previous one
+# (RFC 8305 recommends 250 ms).
+_HAPPY_EYEBALLS_DELAY = 0.25
+
+_T = TypeVar("_T")
+Response = tuple[int, bytes]
+
+
+class AsyncSMTP:
+    """A connection to an SMTP server, with the API of ``smtpx.SMTP`` as coroutines.
+
+    One difference from the blocking class: the constructor does no I/O.  ``AsyncSMTP(host,
+    port)`` only stores the address; ``async with`` (which also checks for the 220 greeting,
+    raising ``SMTPConnectError``) or ``await smtp.connect()`` connects, and ``connect()``
+    without arguments uses the stored address.
+
+    Tasks may share one client: each public call runs whole before the next one starts.
+    A task cancelled in the middle of a command or of the message content closes the
+    connection (it would be out of step with the server); later calls raise
+    ``SMTPServerDisconnected``.
+
+    >>> import smtpx
+    >>> async def main() -> None:  # doctest: +SKIP
+    ...     async with AsyncSMTP("localhost", 2525) as smtp:
+    ...         await smtp.starttls()            # verifies the certificate by default
+    ...         await smtp.login("alice", "s3cret")
+    ...         await smtp.sendmail("alice@example.org", ["bob@example.org"], "Subject: hi\\n\\nhi")
+    """
+
+    debuglevel = 0
+
+    #: The connection's ``StreamWriter`` while connected, else None.
+    sock: asyncio.StreamWriter | None = None
+    file: Any = None
+    helo_resp: bytes | None = None
+    ehlo_msg = "ehlo"
+    ehlo_resp: bytes | None = None
+    does_esmtp = False
+    default_port = SMTP_PORT
+    _lmtp = False
+    _driver_class: ClassVar[type]  # set below the class: AsyncSMTP itself
+    _reader: asyncio.StreamReader | None = None
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = 0,
+        local_hostname: str | None = None,
+        timeout: float | Timeouts | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+        source_address: tuple[str, int] | None = None,
+    ) -> None:
+        self._host = host
+        self._port = port
+        # The blocking default means "the socket module's default": no timeout here.
+        self.timeout: float | Timeouts | None = (
+            None
+            if timeout is socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+            else timeout
+        )
+        self.esmtp_features: dict[str, str] = {}
+        self.command_encoding = "ascii"
+        self.source_address = source_address
+        self._auth_challenge_count = 0
+        self._conn: ClientConnection | None = None
+        self._data_replies: list[Response] = []
+        self._redacted: str | None = None
+        self._corked: list[bytes] | None = None
+        self.user = ""
+        self.password = ""
+        # Found at connect() (a DNS lookup is I/O, which the constructor does not do).
+        self.local_hostname = local_hostname if local_hostname is not None else ""
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._connect_deadline: float | None = None  # loop time, while connecting
+
+    def __repr__(self) -> str:
+        # Never shows user or password (STYLE: secrets stay out of reprs).
+        where = f"{self._host!r}" if self.sock is not None else "not connected"
+        return f"<{type(self).__name__} {where}>"
+
+    async def __aenter__(self) -> Self:
+        if self.sock is None and self._host:
+            code, msg = await self.connect()
+            if code != 220:
+                await self.close()
+                raise SMTPConnectError(code, msg)
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        await self._run(_flows.exit_session(self))
+
+    @contextlib.asynccontextmanager
+    async def _serialized(self) -> AsyncIterator[None]:
+        """Let one task at a time use the connection.  Flows call other public methods:
+        only the outermost call of a task takes the lock, so those do not deadlock."""
+        task = asyncio.current_task()
+        if task is not None and self._owner is task:
+            yield
+            return
+        async with self._lock:
+            self._owner = task
+            try:
+                yield
+            finally:
+                self._owner = None
+
+    async def _run(self, flow: _flows.Flow[_T]) -> _T:
+        """Drive a flow: await each step's method, send back its result or exception."""
+        async with self._serialized():
+            try:
+                step = next(flow)
+                while True:
+                    try:
+                        result = await getattr(self, step.method)(*step.args, **step.kwargs)
+                    except Exception as exc:
+                        step = flow.throw(exc)
+                    else:
+                        step = flow.send(result)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            except BaseException:
+                # Cancelled: a flow whose cleanup yields (QUIT's final close) cannot run
+                # it now, and must not turn the CancelledError into a RuntimeError.
+                with contextlib.suppress(RuntimeError):
+                    flow.close()
+                raise
+            finally:
+                flow.close()
+
+    # ------------------------------------------------------------ debugging
+
+    def set_debuglevel(self, debuglevel: int) -> None:
+        """1 prints each command and reply to stderr; 2 adds timestamps.
+
+        AUTH credentials are shown as ``********`` (smtplib prints them).
+        """
+        self.debuglevel = debuglevel
+
+    def _print_debug(self, *args: object) -> None:
+        if self.debuglevel > 1:
+            print(datetime.datetime.now().time(), *args, file=sys.stderr)
+        else:
+            print(*args, file=sys.stderr)
+
+    # --------------------------------------------------------- the stream layer
+
+    async def _get_socket(
+        self, host: str, port: int, timeout: float | None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if timeout is not None and not timeout:
+            raise ValueError("Non-blocking socket (timeout=0) is not supported")
+        if self.debuglevel > 0:
+            self._print_debug("connect: to", (host, port), self.source_address)
+        async with asyncio.timeout_at(self._connect_deadline):
+            return await asyncio.open_connection(
+                host,
+                port,
+                local_addr=self.source_address,
+                happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY,
+                **self._tls_arguments(),
+            )
+
+    def _tls_arguments(self) -> dict[str, Any]:
+        return {}
+
+    async def connect(
+        self, host: str | None = None, port: int | None = None, source_address: Any = None
+    ) -> Response:
+        """Connect to *host* ("host:port" works too; the constructor's address by default)
+        and return the greeting."""
+        if host is None:
+            host = self._host or "localhost"
+            port = self._port if port is None else port
+        port = port or 0
+        if source_address:
+            self.source_address = source_address
+        if not port and host.find(":") == host.rfind(":"):
+            colon = host.rfind(":")
+            if colon >= 0:
+                host, port_text = host[:colon], host[colon + 1 :]
+                try:
+                    port = int(port_text)
+                except ValueError:
+                    raise OSError("nonnumeric port") from None
+        if not port:
+            port = self.default_port
+        sys.audit("smtplib.connect", self, host, port)
+        async with self._serialized():
+            await self._begin_session(host, port)
+            limit = self._start_connect_phase()
+            try:
+                self._reader, self.sock = await self._get_socket(host, port, limit)
+            except asyncio.CancelledError:
+                self._abort()
+                raise
+            except TimeoutError as exc:
+                self._connect_deadline = None
+                raise SMTPTimeoutError(f"timed out connecting to {host}:{port}") from exc
+            code, msg = await self._greeting()
+        if self.debuglevel > 0:
+            self._print_debug("connect:", repr(msg))
+        return code, msg
+
+    def _start_connect_phase(self) -> float | None:
+        """Start the connect phase's clock: connecting, TLS and the greeting share it."""
+        if self.timeout is not None and not isinstance(self.timeout, Timeouts) and not self.timeout:
+            raise ValueError("Non-blocking socket (timeout=0) is not supported")
+        limit = as_timeouts(self.timeout).connect
+        loop = asyncio.get_running_loop()
+        self._connect_deadline = None if limit is None else loop.time() + limit
+        return limit
+
+    async def _greeting(self) -> Response:
+        try:
+            return await self.getreply()
+        finally:
+            self._connect_deadline = None
+
+    def _reply_limit(self, conn: ClientConnection) -> float | None:
+        """The loop-time deadline of the reply now awaited."""
+        if self._connect_deadline is not None:
+            return self._connect_deadline
+        timeouts = as_timeouts(self.timeout)
+        limit = timeouts.data if conn.awaiting_final_reply else timeouts.command
+        return None if limit is None else asyncio.get_running_loop().time() + limit
+
+    async def _begin_session(self, host: str, port: int) -> None:
+        # A new connection starts from nothing (smtplib keeps the old EHLO reply).
+        if self.sock is not None:
+            await self.close()
+        self._host, self._port = host, port  # TLS verifies the host actually connected to
+        self._conn = ClientConnection(lmtp=self._lmtp)
+        self.helo_resp = self.ehlo_resp = None
+        self.esmtp_features = {}
+        self.does_esmtp = False
+        self.command_encoding = "ascii"
+        self.file = None
+        if not self.local_hostname:
+            loop = asyncio.get_running_loop()
+            self.local_hostname = await loop.run_in_executor(None, _default_local_hostname)
+
+    async def send(self, s: str | bytes) -> None:
+        """Send *s* to the server as it is (str is encoded with ``command_encoding``)."""
+        if self.debuglevel > 0:
+            shown = self._redacted if self._redacted is not None else s
+            self._print_debug("send:", repr(shown))
+        self._redacted = None
+        if not self.sock:
+            raise SMTPServerDisconnected("please run connect() first")
+        data = s.encode(self.command_encoding) if isinstance(s, str) else s
+        sys.audit("smtplib.send", self, data)
+        async with self._serialized():
+            if self._conn is not None:
+                self._conn.send_raw(data)
+            if self._corked is not None:
+                self._corked.append(data)
+            else:
+                await self._sendall(data)
+
+    async def _sendall(self, data: bytes) -> None:
+        writer = self.sock
+        if not writer:
+            raise SMTPServerDisconnected("please run connect() first")
+        async with self._serialized():
+            try:
+                writer.write(data)
+                async with asyncio.timeout(as_timeouts(self.timeout).command):
+                    await writer.drain()
+            except asyncio.CancelledError:
+                self._abort()  # part of the data may be on the wire: out of step
+                raise
+            except TimeoutError as exc:
+                await self.close()
+                raise SMTPTimeoutError("timed out sending to the server") from exc
+            except OSError as exc:
+                await self.close()
+                raise SMTPServerDisconnected("Server not connected") from exc
+
+    async def putcmd(self, cmd: str, args: str = "") -> None:
+        """Send one command line.  CR, LF or NUL in it raise ValueError, nothing is sent."""
+        command = Command(cmd, args)
+        conn = self._conn
+        if conn is None or not self.sock:
+            raise SMTPServerDisconnected("please run connect() first")
+        async with self._serialized():
+            if conn.state is State.CLOSED:
+                await self.close()
+                raise SMTPServerDisconnected("Server not connected")
+            secret = conn.state is State.SASL or command.keyword == "AUTH"
+            try:
+                conn.send(command, self.command_encoding)
+            except LocalProtocolError as exc:
+                raise SMTPStateError(str(exc)) from None
+            except RemoteProtocolError as exc:
+                await self.close()
+                raise SMTPProtocolError(-1, str(exc)) from None
+            if secret:
+                self._redacted = _redact(command) + CRLF
+            await self.send(command.text + CRLF)
+
+    async def _cork(self) -> None:
+        """Hold what ``send`` writes until ``_flush``: a pipelined group in one write."""
+        self._corked = []
+
+    async def _flush(self) -> None:
+        corked, self._corked = self._corked, None
+        if corked:
+            await self._sendall(b"".join(corked))
+
+    async def getreply(self) -> Response:
+        """Read one reply: ``(code, message)``, lines of a multiline reply joined by \\n."""
+        conn = self._conn
+        if conn is None or not self.sock:
+            raise SMTPServerDisconnected("please run connect() first")
+        async with self._serialized():
+            if self._corked is not None:
+                await self._flush()  # never wait for a reply to a command still held back
+            conn.expect_reply()
+            try:
+                reply = await self._read_reply(conn)
+            except asyncio.CancelledError:
+                self._abort()  # the reply may be half read: out of step
+                raise
+            if self.debuglevel > 0:
+                for line in reply.raw:
+                    self._print_debug("reply:", repr(line))
+                self._print_debug(f"reply: retcode ({reply.code}); Msg: {reply.message!a}")
+            if reply.code == 421:
+                # RFC 5321 section 3.8: the server is closing the channel.
+                await self.close()
+            return reply.code, reply.message
+
+    async def _read_reply(self, conn: ClientConnection) -> Reply:
+        reader = self._reader
+        assert reader is not None
+        try:
+            # The timeout bounds the whole reply, not each read(): a server that drips
+            # one byte at a time cannot hold the client longer than the timeout.
+            async with asyncio.timeout_at(self._reply_limit(conn)):
+                while True:
+                    try:
+                        event = conn.next_event()
+                    except ReplyTooLong as exc:
+                        await self.close()
+                        raise SMTPProtocolError(500, str(exc)) from None
+                    except RemoteProtocolError as exc:
+                        await self.close()
+                        raise SMTPProtocolError(-1, str(exc)) from None
+                    if isinstance(event, Reply):
+                        return event
+                    if event is Event.CONNECTION_CLOSED:
+                        await self.close()
+                        raise SMTPServerDisconnected("Connection unexpectedly closed")
+                    try:
+                        data = await reader.read(_RECV_SIZE)
+                    except OSError as exc:
+                        await self.close()
+                        raise SMTPServerDisconnected(
+                            f"Connection unexpectedly closed: {exc}"
+                        ) from exc
+                    conn.receive_data(data)
+        except TimeoutError as exc:
+            if isinstance(exc, SMTPTimeoutError):
+                raise
+            await self.close()
+            raise SMTPTimeoutError("timed out waiting for the server's reply") from exc
+
+    async def docmd(self, cmd: str, args: str = "") -> Response:
+        """Send a command and return its reply."""
+        return await self._run(_flows.command(self, cmd, args))
+
+    async def close(self) -> None:
+        """Close the connection (no QUIT)."""
+        writer = self._detach()
+        if writer is None:
+            return
+        writer.close()
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await writer.wait_closed()
+        except (OSError, TimeoutError):
+            writer.transport.abort()  # a peer that is gone or silent: nothing to wait for
+        except asyncio.CancelledError:
+            writer.transport.abort()
+            raise
+
+    def _abort(self) -> None:
+        """Cut the connection at once (cancellation cannot wait for a clean close)."""
+        writer = self._detach()
+        if writer is not None:
+            writer.transport.abort()
+
+    def _detach(self) -> asyncio.StreamWriter | None:
+        self._corked = None
+        self.file = None
+        writer, self.sock = self.sock, None
+        self._reader = None
+        if self._conn is not None:
+            self._conn.close()
+        return writer
+
+    async def _start_tls(self, context: ssl.SSLContext | None) -> None:
+        if self._conn is None or self.sock is None or self._reader is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        if context is None:
+            # Unlike smtplib, verify the certificate and the host name by default.
+            context = ssl.create_default_context()
+        # Bytes that arrived in clear after the 220 may have been planted by a man in the
+        # middle to be read as replies inside the encrypted session (RFC 3207 section 4.2;
+        # CVE-2011-0411 for servers): drop what the stream buffered, as the core drops its own.
+        buffered = getattr(self._reader, "_buffer", None)
+        if buffered:
+            buffered.clear()
+        try:
+            async with asyncio.timeout(as_timeouts(self.timeout).connect):
+                await self.sock.start_tls(context, server_hostname=self._host)
+        except asyncio.CancelledError:
+            self._abort()
+            raise
+        except TimeoutError as exc:
+            await self.close()
+            raise SMTPTimeoutError("timed out in the TLS handshake") from exc
+        except BaseException:
+            await self.close()
+            raise
+        self.file = None
+        self._conn.start_tls()
+
+    @property
+    def _tls_active(self) -> bool:
+        return self.sock is not None and self.sock.get_extra_info("ssl_object") is not None
+
+    @property
+    def _in_transaction(self) -> bool:
+        return self._conn is not None and self._conn.in_transaction
+
+    @property
+    def _replies_pending(self) -> int:
+        return self._conn.pending if self._conn is not None else 0
+
+    def _encode_content(self, content: bytes) -> bytes:
+        if self._conn is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        try:
+            return self._conn.send_data(content) + self._conn.end_data()
+        except LocalProtocolError as exc:
+            raise SMTPStateError(str(exc)) from None
+
+    # ----------------------------------------------------------- the commands
+
+    async def helo(self, name: str = "") -> Response:
+        """HELO; the name defaults to ``local_hostname``."""
+        return await self._run(_flows.helo(self, name or self.local_hostname))
+
+    async def ehlo(self, name: str = "") -> Response:
+        """EHLO (LHLO for LMTP); fills ``esmtp_features`` from the reply."""
+        return await self._run(_flows.ehlo(self, self.ehlo_msg, name or self.local_hostname))
+
+    def has_extn(self, opt: str) -> bool:
+        """Did the server offer the service extension *opt*?"""
+        return opt.lower() in self.esmtp_features
+
+    async def help(self, args: str = "") -> bytes:
+        """HELP; returns the text of the reply."""
+        return (await self._run(_flows.command(self, "help", args)))[1]
+
+    async def rset(self) -> Response:
+        """RSET: abort the current transaction."""
+        return await self._run(_flows.rset(self))
+
+    async def _rset(self) -> None:
+        await self._run(_flows.quiet_rset(self))
+
+    async def noop(self) -> Response:
+        """NOOP."""
+        return await self._run(_flows.command(self, "noop"))
+
+    async def mail(self, sender: str, options: Sequence[str] = ()) -> Response:
+        """MAIL FROM with ESMTP *options* (used only after a successful EHLO)."""
+        return await self._run(_flows.mail(self, sender, options))
+
+    async def rcpt(self, recip: str, options: Sequence[str] = ()) -> Response:
+        """RCPT TO with ESMTP *options*."""
+        return await self._run(_flows.rcpt(self, recip, options))
+
+    async def data(self, msg: str | bytes) -> Response:
+        """DATA and the message content, CRLF-normalized and dot-stuffed."""
+        return await self._run(_flows.data(self, msg))
+
+    async def verify(self, address: str) -> Response:
+        """VRFY."""
+        return await self._run(_flows.verify(self, "vrfy", address))
+
+    vrfy = verify
+
+    async def expn(self, address: str) -> Response:
+        """EXPN."""
+        return await self._run(_flows.verify(self, "expn", address))
+
+    async def ehlo_or_helo_if_needed(self) -> None:
+        """EHLO, falling back to HELO, unless one was already done this session."""
+        await self._run(_flows.ehlo_or_helo_if_needed(self))
+
+    async def auth(
+        self,
+        mechanism: str,
+        authobject: Callable[..., str | bytes | None],
+        *,
+        initial_response_ok: bool = True,
+    ) -> Response:
+        """AUTH with *authobject(challenge)* giving each response (RFC 4954)."""
+        return await self._run(_flows.auth(self, mechanism, authobject, initial_response_ok))
+
+    def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
+        """CRAM-MD5 (RFC 2195), from ``self.user`` and ``self.password``."""
+        if challenge is None:
+            return None  # CRAM-MD5 has no initial response
+        return cram_md5_response(self.user, self.password, challenge)
+
+    def auth_plain(self, challenge: bytes | None = None) -> str:
+        """PLAIN (RFC 4616), from ``self.user`` and ``self.password``."""
+        return plain_response(self.user, self.password)
+
+    def auth_login(self, challenge: bytes | None = None) -> str:
+        """LOGIN: the user name first, then the password."""
+        if challenge is None or self._auth_challenge_count < 2:
+            return self.user
+        return self.password
+
+    async def login(
+        self, user: str, password: str, *, initial_response_ok: bool = True
+    ) -> Response:
+        """Authenticate with the best mechanism both sides support."""
+        return await self._run(_flows.login(self, user, password, initial_response_ok))
+
+    if sys.version_info >= (3, 12):
+
+        async def starttls(self, *, context: ssl.SSLContext | None = None) -> Response:
+            """STARTTLS (RFC 3207).  Without *context* the certificate and host name are
+            verified against the system's trust store."""
+            return await self._run(_flows.starttls(self, context))
+
+    else:  # Python 3.11's smtplib still takes the deprecated keyfile and certfile.
+
+        async def starttls(
+            self,
+            keyfile: str | None = None,
+            certfile: str | None = None,
+            context: ssl.SSLContext | None = None,
+        ) -> Response:
+            """STARTTLS (RFC 3207).  Without *context* the certificate and host name are
+            verified against the system's trust store."""
+            context = _legacy_context(keyfile, certfile, context)
+            return await self._run(_flows.starttls(self, context))
+
+    async def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: str | bytes,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, Response]:
+        """One mail transaction; returns the refused recipients (see smtplib)."""
+        return await self._run(
+            _flows.sendmail(self, from_addr, to_addrs, msg, mail_options, rcpt_options, self._lmtp)
+        )
+
+    async def send_message(
+        self,
+        msg: email.message.Message,
+        from_addr: str | None = None,
+        to_addrs: str | Sequence[str] | None = None,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, Response]:
+        """Send an ``email.message.Message``; the envelope comes from its headers."""
+        return await self._run(
+            _flows.send_message(self, msg, from_addr, to_addrs, mail_options, rcpt_options)
+        )
+
+    async def quit(self) -> Response:
+        """QUIT and close."""
+        return await self._run(_flows.quit(self))
+
+
+AsyncSMTP._driver_class = AsyncSMTP  # the methods a pipelined transaction bypasses
+
+
+def _default_local_hostname() -> str:
+    # RFC 5321 section 4.1.4: the FQDN, or failing that an address literal.
+    fqdn = socket.getfqdn()
+    if "." in fqdn:
+        return fqdn
+    address = "127.0.0.1"
+    try:
+        address = socket.gethostbyname(socket.gethostname())
+    except socket.gaierror:
+        pass
+    return f"[{address}]"
+
+
+class AsyncSMTP_SSL(AsyncSMTP):
+    """SMTP over implicit TLS (RFC 8314), port 465.  Without *context* the certificate
+    and host name are verified (smtplib's default context verifies nothing)."""
+
+    default_port = SMTP_SSL_PORT
+
+    if sys.version_info >= (3, 12):
+
+        def __init__(
+            self,
+            host: str = "",
+            port: int = 0,
+            local_hostname: str | None = None,
+            *,
+            timeout: float | Timeouts | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+            source_address: tuple[str, int] | None = None,
+            context: ssl.SSLContext | None = None,
+        ) -> None:
+            self.context = context if context is not None else ssl.create_default_context()
+            AsyncSMTP.__init__(self, host, port, local_hostname, timeout, source_address)
+
+    else:  # Python 3.11's smtplib still takes the deprecated keyfile and certfile.
+
+        def __init__(
+            self,
+            host: str = "",
+            port: int = 0,
+            local_hostname: str | None = None,
+            keyfile: str | None = None,
+            certfile: str | None = None,
+            timeout: float | Timeouts | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+            source_address: tuple[str, int] | None = None,
+            context: ssl.SSLContext | None = None,
+        ) -> None:
+            self.keyfile = keyfile
+            self.certfile = certfile
+            context = _legacy_context(keyfile, certfile, context)
+            self.context = context if context is not None else ssl.create_default_context()
+            AsyncSMTP.__init__(self, host, port, local_hostname, timeout, source_address)
+
+    def _tls_arguments(self) -> dict[str, Any]:
+        return {"ssl": self.context, "server_hostname": self._host}
+
+
+class AsyncLMTP(AsyncSMTP):
+    """LMTP (RFC 2033), over TCP or a unix socket (a host that starts with '/').
+
+    Reads one reply per accepted recipient after the content (RFC 2033 section 4.2):
+    ``sendmail`` returns those refused there with the others.
+    """
+
+    ehlo_msg = "lhlo"
+    _lmtp = True
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = LMTP_PORT,
+        local_hostname: str | None = None,
+        source_address: tuple[str, int] | None = None,
+        timeout: float | Timeouts | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+    ) -> None:
+        super().__init__(
+            host,
+            port,
+            local_hostname=local_hostname,
+            source_address=source_address,
+            timeout=timeout,
+        )
+
+    async def connect(
+        self, host: str | None = None, port: int | None = None, source_address: Any = None
+    ) -> Response:
+        """Connect over TCP, or to the unix socket at *host* if it starts with '/'."""
+        if host is None:
+            host = self._host or "localhost"
+            port = self._port if port is None else port
+        if not host.startswith("/"):
+            return await super().connect(host, port, source_address=source_address)
+        async with self._serialized():
+            await self._begin_session(host, port or 0)
+            self._start_connect_phase()
+            try:
+                async with asyncio.timeout_at(self._connect_deadline):
+                    self._reader, self.sock = await asyncio.open_unix_connection(host)
+            except asyncio.CancelledError:
+                self._abort()
+                raise
+            except OSError:
+                if self.debuglevel > 0:
+                    self._print_debug("connect fail:", host)
+                self._abort()
+                raise
+            code, msg = await self._greeting()
+        if self.debuglevel > 0:
+            self._print_debug("connect:", msg)
+        return code, msg
