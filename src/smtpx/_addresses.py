@@ -4,9 +4,17 @@ checks that run before anything is sent."""
 from __future__ import annotations
 
 import email.utils
+import re
 from collections.abc import Iterable
 
 __all__ = ["addr_only", "check_envelope", "quoteaddr", "quotedata"]
+
+
+# A bare dot-atom addr-spec (RFC 5322 section 3.4.1), the common case: email.utils.parseaddr
+# gives it back unchanged, so it can skip the parser (a tenth of the time of a 100-recipient
+# transaction went there; shared/research/performance.md).
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
 def quoteaddr(addrstring: str) -> str:
@@ -15,6 +23,8 @@ def quoteaddr(addrstring: str) -> str:
     >>> quoteaddr("John <john@example.org>"), quoteaddr("<>"), quoteaddr("john")
     ('<john@example.org>', '<>', '<john>')
     """
+    if _PLAIN_ADDRESS.fullmatch(addrstring):
+        return f"<{addrstring}>"
     display, address = email.utils.parseaddr(addrstring)
     if (display, address) == ("", ""):
         # parseaddr could not parse it: pass it through, bracketed, as smtplib does.

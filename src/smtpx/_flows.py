@@ -21,7 +21,7 @@ import email.message
 import email.utils
 import io
 import warnings
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -38,7 +38,7 @@ from ._exceptions import (
     SMTPSenderRefused,
     SMTPServerDisconnected,
 )
-from ._protocol import MAX_CHALLENGES, Extensions, normalize_line_ends
+from ._protocol import MAX_CHALLENGES, Extensions, normalized_size
 
 __all__ = ["Call", "Client", "Flow"]
 
@@ -75,7 +75,7 @@ class Client(Protocol):
     _driver_class: ClassVar[type]
 
     def has_extn(self, opt: str) -> bool: ...
-    def _encode_content(self, content: bytes) -> bytes: ...
+    def _encode_content(self, piece: bytes, last: bool) -> bytes: ...
     def _print_debug(self, *args: object) -> None: ...
     @property
     def _tls_active(self) -> bool: ...
@@ -194,6 +194,7 @@ def data(client: Client, msg: str | bytes) -> Flow[Response]:
     Bytes get the same CRLF normalization and dot-stuffing as str (smtplib sends bytes
     "as is", bare LFs and all).
     """
+    _check_content(msg)
     code, repl = yield from command(client, "data")
     if client.debuglevel > 0:
         client._print_debug("data:", (code, repl))
@@ -202,10 +203,40 @@ def data(client: Client, msg: str | bytes) -> Flow[Response]:
     return (yield from _send_content(client, msg))
 
 
+# Content goes out in pieces of this size, so memory use is bounded by it, not by the size
+# of the message (smtplib holds about five copies of it: shared/research/performance.md).
+CHUNK_SIZE = 256 * 1024
+
+
+def _check_content(msg: str | bytes) -> None:
+    """A str body must be ASCII (as in smtplib); found before anything is sent."""
+    if isinstance(msg, str) and not msg.isascii():
+        msg.encode("ascii")  # raises the UnicodeEncodeError smtplib raises
+
+
+def content_pieces(msg: str | bytes) -> Iterator[bytes]:
+    """*msg* in pieces of at most CHUNK_SIZE bytes, without copying it whole."""
+    if len(msg) <= CHUNK_SIZE:
+        yield msg.encode("ascii") if isinstance(msg, str) else bytes(msg)
+        return
+    if isinstance(msg, str):
+        for start in range(0, len(msg), CHUNK_SIZE):
+            yield msg[start : start + CHUNK_SIZE].encode("ascii")
+    else:
+        view = memoryview(msg)
+        for start in range(0, len(view), CHUNK_SIZE):
+            yield bytes(view[start : start + CHUNK_SIZE])
+
+
 def _send_content(client: Client, msg: str | bytes) -> Flow[Response]:
-    """After a 354: the content, then the final reply or replies."""
-    content = msg.encode("ascii") if isinstance(msg, str) else msg
-    yield Call("send", (client._encode_content(content),))
+    """After a 354: the content, streamed in pieces, then the final reply or replies."""
+    pieces = content_pieces(msg)
+    previous = next(pieces, b"")
+    for piece in pieces:
+        yield Call("send", (client._encode_content(previous, False),))
+        previous = piece
+    # The last piece and the terminator go out in one write (no small trailing segment).
+    yield Call("send", (client._encode_content(previous, True),))
     final: list[Response] = []
     for _ in range(client._replies_pending):
         reply = yield Call("getreply")
@@ -368,11 +399,12 @@ def sendmail(
     check_envelope(
         [from_addr, *recipients], [*mail_options, *rcpt_options], "utf-8" if smtputf8 else "ascii"
     )
-    content = normalize_line_ends(msg.encode("ascii") if isinstance(msg, str) else msg)
+    _check_content(msg)
+    content = msg  # streamed as it is; never copied whole
     esmtp_opts: list[str] = []
     if client.does_esmtp:
         if client.has_extn("size"):
-            esmtp_opts.append(f"size={len(content)}")
+            esmtp_opts.append(f"size={normalized_size(content)}")
         esmtp_opts.extend(mail_options)
     if client.has_extn("pipelining") and _graph_intact(client):
         accepted, refused, code, resp = yield from _pipelined_transaction(
@@ -444,7 +476,7 @@ def _pipelined_transaction(
     client: Client,
     from_addr: str,
     recipients: list[str],
-    content: bytes,
+    content: str | bytes,
     esmtp_opts: Sequence[str],
     rcpt_options: Sequence[str],
 ) -> Flow[tuple[list[str], dict[str, Response], int, bytes]]:

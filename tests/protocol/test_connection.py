@@ -640,8 +640,7 @@ def test_lmtp_recipients_counted_per_transaction() -> None:
 
 
 def test_expect_reply_for_a_raw_command() -> None:
-    conn = ready()
-    conn.send_raw(b"NOOP\r\n")
+    conn = ready()  # the caller wrote b"NOOP\r\n" itself
     conn.expect_reply()
     assert conn.pending == 1
     assert reply(conn, b"250 ok\r\n").code == 250
@@ -656,29 +655,19 @@ def test_expect_reply_adds_nothing_when_a_reply_is_pending() -> None:
 
 
 def test_reply_without_expect_reply_is_unsolicited() -> None:
-    conn = ready()
-    conn.send_raw(b"NOOP\r\n")
+    conn = ready()  # the caller wrote b"NOOP\r\n" itself
     conn.receive_data(b"250 ok\r\n")
     with pytest.raises(RemoteProtocolError):
         conn.next_event()
 
 
 def test_raw_content_in_message() -> None:
-    conn = in_message()
-    conn.send_raw(b"hello\r\n.\r\n")
-    with pytest.raises(LocalProtocolError):
-        conn.send_data(b"more")  # the caller encodes now; ours would be out of step
+    conn = in_message()  # the caller wrote b"hello\r\n.\r\n" itself
     conn.expect_reply()
     assert conn.state is State.READY
     assert conn.pending == 1
     reply(conn, b"250 queued\r\n")
     assert not conn.in_transaction
-
-
-def test_send_raw_of_nothing_keeps_the_encoder() -> None:
-    conn = in_message()
-    conn.send_raw(b"")
-    assert conn.send_data(b"x") == b"x"
 
 
 # ------------------------------------------------------------- random walk (h2 style)
@@ -803,11 +792,6 @@ class ConnectionMachine(RuleBasedStateMachine):
     @rule()
     def expect_reply(self) -> None:
         self.attempt(self.conn.expect_reply)
-
-    @precondition(lambda self: self.conn.state is State.MESSAGE)
-    @rule(data=st.binary(max_size=10))
-    def send_raw(self, data: bytes) -> None:
-        self.conn.send_raw(data)
 
     @invariant()
     def state_invariants(self) -> None:

@@ -6,7 +6,7 @@ Nothing in this package may import ``socket``, ``ssl``, ``asyncio`` or ``selecto
 
 from ._commands import Command
 from ._connection import ClientConnection, Event, State
-from ._data import DataEncoder, normalize_line_ends
+from ._data import DataEncoder, normalize_line_ends, normalized_size
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError, ReplyTooLong
 from ._extensions import Extensions
 from ._limits import MAX_CHALLENGES, MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES
@@ -32,4 +32,5 @@ __all__ = [
     "ReplyTooLong",
     "State",
     "normalize_line_ends",
+    "normalized_size",
 ]

@@ -64,6 +64,8 @@ _SASL_RESPONSE = "<sasl response>"
 _UNKNOWN = "<unknown>"  # a reply the caller asked for after writing raw bytes
 
 _PIPELINABLE = frozenset({"MAIL", "RCPT", "RSET"})  # RFC 2920 section 3.1
+# RFC 3030 section 4.2: BDAT commands may be pipelined, one chunk after another.
+_CHUNK_PIPELINABLE = _PIPELINABLE | {"BDAT"}
 _HELLO = frozenset({"EHLO", "LHLO", "HELO"})
 
 
@@ -120,6 +122,28 @@ class ClientConnection:
         self._pending.append(keyword)
         return wire
 
+    def send_bdat(self, size: int, last: bool) -> bytes:
+        """The BDAT line for a chunk of *size* octets (RFC 3030 section 2), which the
+        caller sends right after it, unchanged.  A last chunk ends the message."""
+        if self.state is not State.READY:
+            raise LocalProtocolError(self._why_not_now())
+        if self._pending:
+            if "pipelining" not in self.extensions or not all(
+                k in _CHUNK_PIPELINABLE for k in self._pending
+            ):
+                raise LocalProtocolError(f"cannot send BDAT: a reply to {self._pending[-1]!r}")
+        elif self._parser.has_buffered:
+            raise RemoteProtocolError("the server sent data that answers no command")
+        if last:
+            self._expect_final_replies()
+        else:
+            self._pending.append("BDAT")
+        return b"BDAT %d LAST\r\n" % size if last else b"BDAT %d\r\n" % size
+
+    def content_encoder(self) -> DataEncoder:
+        """A streaming encoder for BDAT content: CRLF line ends, no dot-stuffing."""
+        return DataEncoder(dot_stuffing=False)
+
     def send_data(self, chunk: bytes) -> bytes:
         """Encode a piece of message content (after the 354 reply to DATA)."""
         if self.state is not State.MESSAGE or self._encoder is None:
@@ -134,14 +158,6 @@ class ClientConnection:
         self._encoder = None
         self._expect_final_replies()
         return tail
-
-    def send_raw(self, data: bytes) -> None:
-        """Note that the caller wrote *data* itself (smtplib's ``send``).
-
-        Raw bytes written during MESSAGE are taken to be the caller's own encoded content.
-        """
-        if self.state is State.MESSAGE and data:
-            self._encoder = None  # the caller encodes; ours would be out of step
 
     def expect_reply(self) -> None:
         """The caller is about to read a reply it did not send a queued command for.
@@ -238,6 +254,8 @@ class ClientConnection:
         elif keyword == _END_OF_DATA:
             if _END_OF_DATA not in self._pending:
                 self._end_transaction()
+        elif keyword == "BDAT":
+            pass  # a refused chunk fails the transaction; the caller resets it
         elif keyword == "STARTTLS":
             if code == 220:
                 self.state = State.TLS

@@ -13,7 +13,7 @@ output, about three times faster (see ``shared/research/performance.md``).
 
 from __future__ import annotations
 
-__all__ = ["DataEncoder", "normalize_line_ends"]
+__all__ = ["DataEncoder", "normalize_line_ends", "normalized_size"]
 
 _CRLF = b"\r\n"
 
@@ -25,6 +25,20 @@ def normalize_line_ends(data: bytes) -> bytes:
     return data.replace(b"\n", _CRLF)
 
 
+def normalized_size(data: str | bytes) -> int:
+    """The length *data* will have once its line ends are CRLF, without copying it.
+
+    This is what SIZE declares (RFC 1870 section 4: octets including CRLFs, not the
+    terminator or the stuffed dots); like smtplib, a final line end that the encoder adds
+    is not counted.
+    """
+    if isinstance(data, str):
+        crlf, lf, cr = data.count("\r\n"), data.count("\n"), data.count("\r")
+    else:
+        crlf, lf, cr = data.count(b"\r\n"), data.count(b"\n"), data.count(b"\r")
+    return len(data) + (lf - crlf) + (cr - crlf)
+
+
 class DataEncoder:
     """Streaming CRLF normalization and dot-stuffing.
 
@@ -33,9 +47,12 @@ class DataEncoder:
     b'line\\r\\n..dot\\r\\nlast\\r\\n.\\r\\n'
     """
 
-    __slots__ = ("_at_line_start", "_cr_pending", "_finished", "_octets")
+    __slots__ = ("_at_line_start", "_cr_pending", "_dot_stuffing", "_finished", "_octets")
 
-    def __init__(self) -> None:
+    def __init__(self, *, dot_stuffing: bool = True) -> None:
+        # BDAT (RFC 3030 section 2) frames content by length: line ends are still made
+        # CRLF, but there is no dot-stuffing and no terminator line.
+        self._dot_stuffing = dot_stuffing
         self._at_line_start = True
         self._cr_pending = False  # the last chunk ended in CR: is it a CRLF or a bare CR?
         self._finished = False
@@ -60,15 +77,18 @@ class DataEncoder:
             return b""
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if self._at_line_start and chunk[0] == 0x2E:  # '.'
-            chunk = b"." + chunk
+        if self._dot_stuffing:
+            if self._at_line_start and chunk[0] == 0x2E:  # '.'
+                chunk = b"." + chunk
+            chunk = chunk.replace(b"\n.", b"\n..")
         self._at_line_start = chunk[-1] == 0x0A
-        out = chunk.replace(b"\n.", b"\n..").replace(b"\n", _CRLF)
+        out = chunk.replace(b"\n", _CRLF)
         self._octets += len(out)
         return out
 
     def finish(self) -> bytes:
-        """End the content: complete the last line and add the ``.`` terminator line."""
+        """End the content: complete the last line and add the ``.`` terminator line
+        (only the line completion without dot-stuffing)."""
         if self._finished:
             raise ValueError("the message content was already finished")
         self._finished = True
@@ -80,4 +100,4 @@ class DataEncoder:
             # smtplib sends "\r\n.\r\n" for an empty message; so do we.
             tail = _CRLF
         self._octets += len(tail)
-        return tail + b".\r\n"
+        return tail + b".\r\n" if self._dot_stuffing else tail

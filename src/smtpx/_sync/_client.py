@@ -240,8 +240,6 @@ class SMTP:
             raise SMTPServerDisconnected("please run connect() first")
         data = s.encode(self.command_encoding) if isinstance(s, str) else s
         sys.audit("smtplib.send", self, data)
-        if self._conn is not None:
-            self._conn.send_raw(data)
         if self._corked is not None:
             self._corked.append(data)
         else:
@@ -403,11 +401,13 @@ class SMTP:
     def _replies_pending(self) -> int:
         return self._conn.pending if self._conn is not None else 0
 
-    def _encode_content(self, content: bytes) -> bytes:
+    def _encode_content(self, piece: bytes, last: bool) -> bytes:
+        """Message content in wire form; the last piece brings the terminator."""
         if self._conn is None:
             raise SMTPServerDisconnected("please run connect() first")
         try:
-            return self._conn.send_data(content) + self._conn.end_data()
+            wire = self._conn.send_data(piece)
+            return wire + self._conn.end_data() if last else wire
         except LocalProtocolError as exc:
             raise SMTPStateError(str(exc)) from None
 
