@@ -30,7 +30,9 @@ from ._exceptions import (
     SMTPDataError,
     SMTPException,
     SMTPHeloError,
+    SMTPMessageTooLarge,
     SMTPNotSupportedError,
+    SMTPOutcomeUnknown,
     SMTPProtocolError,
     SMTPRecipientsRefused,
     SMTPResponseException,
@@ -41,6 +43,7 @@ from ._exceptions import (
 )
 from ._protocol import MAX_CHALLENGES as _MAXCHALLENGE  # noqa: F401 (smtplib's name)
 from ._protocol import MAX_LINE as _MAXLINE  # noqa: F401 (CPython's tests read it)
+from ._results import Recipient, RecipientResult, SendResult
 from ._sync import LMTP, SMTP, SMTP_SSL
 from ._sync._client import CRLF, LMTP_PORT, SMTP_PORT, SMTP_SSL_PORT
 from ._timeouts import Timeouts
@@ -64,12 +67,16 @@ __all__ = [
     "AsyncSMTP",
     "AsyncSMTP_SSL",
     "InsecureWarning",
+    "Recipient",
+    "RecipientResult",
     "SMTPAuthenticationError",
     "SMTPConnectError",
     "SMTPDataError",
     "SMTPException",
     "SMTPHeloError",
+    "SMTPMessageTooLarge",
     "SMTPNotSupportedError",
+    "SMTPOutcomeUnknown",
     "SMTPProtocolError",
     "SMTPRecipientsRefused",
     "SMTPResponseException",
@@ -77,6 +84,7 @@ __all__ = [
     "SMTPServerDisconnected",
     "SMTPStateError",
     "SMTPTimeoutError",
+    "SendResult",
     "Timeouts",
     "bCRLF",
     "encode_base64",

@@ -8,7 +8,9 @@
         └── SMTPException
             ├── SMTPNotSupportedError
             ├── SMTPServerDisconnected
-            │   └── SMTPTimeoutError           (also a TimeoutError)
+            │   ├── SMTPTimeoutError           (also a TimeoutError)
+            │   └── SMTPOutcomeUnknown         (lost after the content was sent)
+            ├── SMTPMessageTooLarge            (over the server's SIZE, nothing sent)
             ├── SMTPRecipientsRefused
             ├── SMTPStateError                 (a step the session does not allow now)
             └── SMTPResponseException
@@ -36,7 +38,9 @@ __all__ = [
     "SMTPDataError",
     "SMTPException",
     "SMTPHeloError",
+    "SMTPMessageTooLarge",
     "SMTPNotSupportedError",
+    "SMTPOutcomeUnknown",
     "SMTPProtocolError",
     "SMTPRecipientsRefused",
     "SMTPResponseException",
@@ -61,6 +65,26 @@ class SMTPServerDisconnected(SMTPException, smtplib.SMTPServerDisconnected):
 
 class SMTPTimeoutError(SMTPServerDisconnected, TimeoutError):
     """The server did not answer in time; the connection has been closed."""
+
+
+class SMTPOutcomeUnknown(SMTPServerDisconnected):
+    """The connection was lost after the whole message was sent but before the server's
+    final reply: the server may or may not have taken responsibility for it.
+
+    Distinct from a message that was not sent: resending may deliver it twice.  The
+    cause (a timeout, a reset) is in ``__cause__``; ``result`` holds what is known.
+    """
+
+    result: object = None
+
+
+class SMTPMessageTooLarge(SMTPException):
+    """The message is larger than the server's SIZE limit (RFC 1870); nothing was sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds the server's limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
 
 
 class SMTPStateError(SMTPException):

@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
-import email.generator
 import email.message
-import email.utils
-import io
 import warnings
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +34,8 @@ from ._exceptions import (
     SMTPSenderRefused,
     SMTPServerDisconnected,
 )
-from ._protocol import MAX_CHALLENGES, Extensions, normalized_size
+from ._message import check_content, content_pieces, envelope_from_headers, flatten
+from ._protocol import MAX_CHALLENGES, DataEncoder, Extensions, normalized_size
 
 __all__ = ["Call", "Client", "Flow"]
 
@@ -76,6 +73,7 @@ class Client(Protocol):
 
     def has_extn(self, opt: str) -> bool: ...
     def _encode_content(self, piece: bytes, last: bool) -> bytes: ...
+    def _content_encoder(self) -> DataEncoder: ...
     def _print_debug(self, *args: object) -> None: ...
     @property
     def _tls_active(self) -> bool: ...
@@ -83,6 +81,8 @@ class Client(Protocol):
     def _in_transaction(self) -> bool: ...
     @property
     def _replies_pending(self) -> int: ...
+    @property
+    def _awaiting_final_reply(self) -> bool: ...
 
 
 def command(client: Client, verb: str, argument: str = "") -> Flow[Response]:
@@ -194,7 +194,7 @@ def data(client: Client, msg: str | bytes) -> Flow[Response]:
     Bytes get the same CRLF normalization and dot-stuffing as str (smtplib sends bytes
     "as is", bare LFs and all).
     """
-    _check_content(msg)
+    check_content(msg)
     code, repl = yield from command(client, "data")
     if client.debuglevel > 0:
         client._print_debug("data:", (code, repl))
@@ -203,40 +203,25 @@ def data(client: Client, msg: str | bytes) -> Flow[Response]:
     return (yield from _send_content(client, msg))
 
 
-# Content goes out in pieces of this size, so memory use is bounded by it, not by the size
-# of the message (smtplib holds about five copies of it: shared/research/performance.md).
-CHUNK_SIZE = 256 * 1024
-
-
-def _check_content(msg: str | bytes) -> None:
-    """A str body must be ASCII (as in smtplib); found before anything is sent."""
-    if isinstance(msg, str) and not msg.isascii():
-        msg.encode("ascii")  # raises the UnicodeEncodeError smtplib raises
-
-
-def content_pieces(msg: str | bytes) -> Iterator[bytes]:
-    """*msg* in pieces of at most CHUNK_SIZE bytes, without copying it whole."""
-    if len(msg) <= CHUNK_SIZE:
-        yield msg.encode("ascii") if isinstance(msg, str) else bytes(msg)
-        return
-    if isinstance(msg, str):
-        for start in range(0, len(msg), CHUNK_SIZE):
-            yield msg[start : start + CHUNK_SIZE].encode("ascii")
-    else:
-        view = memoryview(msg)
-        for start in range(0, len(view), CHUNK_SIZE):
-            yield bytes(view[start : start + CHUNK_SIZE])
-
-
 def _send_content(client: Client, msg: str | bytes) -> Flow[Response]:
     """After a 354: the content, streamed in pieces, then the final reply or replies."""
-    pieces = content_pieces(msg)
+    yield from stream_data(client, content_pieces(msg))
+    return (yield from final_replies(client))
+
+
+def stream_data(client: Client, pieces: Iterator[bytes]) -> Flow[None]:
+    """The content after a 354, piece by piece, and the terminator."""
     previous = next(pieces, b"")
     for piece in pieces:
         yield Call("send", (client._encode_content(previous, False),))
         previous = piece
     # The last piece and the terminator go out in one write (no small trailing segment).
     yield Call("send", (client._encode_content(previous, True),))
+
+
+def final_replies(client: Client) -> Flow[Response]:
+    """The reply after the content: one, or for LMTP one per accepted recipient, kept in
+    ``_data_replies``; returns the first failure, or the last reply."""
     final: list[Response] = []
     for _ in range(client._replies_pending):
         reply = yield Call("getreply")
@@ -399,7 +384,7 @@ def sendmail(
     check_envelope(
         [from_addr, *recipients], [*mail_options, *rcpt_options], "utf-8" if smtputf8 else "ascii"
     )
-    _check_content(msg)
+    check_content(msg)
     content = msg  # streamed as it is; never copied whole
     esmtp_opts: list[str] = []
     if client.does_esmtp:
@@ -554,43 +539,17 @@ def send_message(
 ) -> Flow[dict[str, Response]]:
     """Envelope from the headers (RFC 5322 section 3.6.6 for Resent-*), Bcc removed."""
     yield Call("ehlo_or_helo_if_needed")
-    resent = msg.get_all("Resent-Date")
-    if resent is None:
-        prefix = ""
-    elif len(resent) == 1:
-        prefix = "Resent-"
-    else:
-        # More than one Resent- block: which one is newest cannot be told for sure.
-        raise ValueError("message has more than one 'Resent-' header block")
-    if from_addr is None:
-        # RFC 5322 section 3.6.2: Sender, when present, names the one who sent it.
-        header = prefix + "Sender" if prefix + "Sender" in msg else prefix + "From"
-        from_addr = email.utils.getaddresses([str(msg[header])])[0][1]
-    if to_addrs is None:
-        fields = [
-            str(value)
-            for value in (msg[prefix + "To"], msg[prefix + "Bcc"], msg[prefix + "Cc"])
-            if value is not None
-        ]
-        to_addrs = [address for _, address in email.utils.getaddresses(fields)]
+    from_addr, to_addrs = envelope_from_headers(msg, from_addr, to_addrs)
     envelope = [from_addr, *([to_addrs] if isinstance(to_addrs, str) else to_addrs)]
-    stripped = copy.copy(msg)
-    del stripped["Bcc"]
-    del stripped["Resent-Bcc"]
     international = not all(address.isascii() for address in envelope)
     if international and not client.has_extn("smtputf8"):
         raise SMTPNotSupportedError(
             "One or more source or delivery addresses require internationalized email"
             " support, but the server does not advertise the required SMTPUTF8 capability"
         )
-    with io.BytesIO() as buffer:
-        if international:
-            generator = email.generator.BytesGenerator(buffer, policy=msg.policy.clone(utf8=True))  # type: ignore[call-arg]
-            mail_options = (*mail_options, "SMTPUTF8", "BODY=8BITMIME")
-        else:
-            generator = email.generator.BytesGenerator(buffer)
-        generator.flatten(stripped, linesep="\r\n")
-        flat = buffer.getvalue()
+    if international:
+        mail_options = (*mail_options, "SMTPUTF8", "BODY=8BITMIME")
+    flat = flatten(msg, utf8=international)
     refused: dict[str, Response] = yield Call(
         "sendmail", (from_addr, to_addrs, flat, mail_options, rcpt_options)
     )

@@ -14,10 +14,11 @@ import email.message
 import socket
 import ssl
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, ClassVar, Self, TypeVar
 
-from .. import _flows
+from .. import _deliver, _flows
+from .._deliver import DeliveryOptions
 from .._exceptions import (
     SMTPConnectError,
     SMTPProtocolError,
@@ -28,6 +29,7 @@ from .._exceptions import (
 from .._protocol import (
     ClientConnection,
     Command,
+    DataEncoder,
     Event,
     LocalProtocolError,
     RemoteProtocolError,
@@ -35,6 +37,7 @@ from .._protocol import (
     ReplyTooLong,
     State,
 )
+from .._results import Recipient, SendResult
 from .._sync._client import (
     CRLF,
     LMTP_PORT,
@@ -56,6 +59,10 @@ _CLOSE_TIMEOUT = 5.0
 # Connection attempts to the next address start this long after the previous one
 # (RFC 8305 recommends 250 ms).
 _HAPPY_EYEBALLS_DELAY = 0.25
+
+# A chunk this small goes out with its BDAT line in one write; a larger one separately,
+# so that it is not copied.
+_SMALL_WRITE = 64 * 1024
 
 _T = TypeVar("_T")
 Response = tuple[int, bytes]
@@ -501,6 +508,29 @@ class AsyncSMTP:
         except LocalProtocolError as exc:
             raise SMTPStateError(str(exc)) from None
 
+    def _content_encoder(self) -> DataEncoder:
+        if self._conn is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        return self._conn.content_encoder()
+
+    @property
+    def _awaiting_final_reply(self) -> bool:
+        return self._conn is not None and self._conn.awaiting_final_reply
+
+    async def _send_chunk(self, chunk: bytes, last: bool) -> None:
+        """One BDAT command and its chunk (RFC 3030 section 2)."""
+        if self._conn is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        try:
+            line = self._conn.send_bdat(len(chunk), last)
+        except LocalProtocolError as exc:
+            raise SMTPStateError(str(exc)) from None
+        if len(chunk) <= _SMALL_WRITE:
+            await self.send(line + chunk)
+        else:
+            await self.send(line)
+            await self.send(chunk)
+
     # ----------------------------------------------------------- the commands
 
     async def helo(self, name: str = "") -> Response:
@@ -632,6 +662,39 @@ class AsyncSMTP:
         """Send an ``email.message.Message``; the envelope comes from its headers."""
         return await self._run(
             _flows.send_message(self, msg, from_addr, to_addrs, mail_options, rcpt_options)
+        )
+
+    async def deliver(
+        self,
+        message: Any,
+        sender: str | None = None,
+        recipients: str | Recipient | Iterable[str | Recipient] | None = None,
+        *,
+        ret: str | None = None,
+        envid: str | None = None,
+        notify: Sequence[str] | None = None,
+        requiretls: bool = False,
+        chunking: bool | None = None,
+        binarymime: bool = False,
+    ) -> SendResult:
+        """Send one message and report on every recipient (smtpx's own API).
+
+        *message* is an ``email.message.Message`` (envelope from its headers unless
+        given, Bcc removed), ``str``, ``bytes``, a binary file or an iterable of bytes
+        (streamed, never read whole).  *recipients* may hold ``smtpx.Recipient`` objects
+        with their DSN options.  Options: *ret* (``"FULL"``/``"HDRS"``), *envid* and
+        *notify* (RFC 3461), *requiretls* (RFC 8689, needs TLS and the server's offer),
+        *chunking* (BDAT: None uses it when offered), *binarymime* (RFC 3030).
+
+        PIPELINING, SIZE, SMTPUTF8 and 8BITMIME are used automatically.  Returns a
+        ``SendResult``; refused recipients are in it, not raised, unless none was
+        accepted (``SMTPRecipientsRefused``).  A connection lost after the content was
+        sent raises ``SMTPOutcomeUnknown``.  Every exception carries ``.result`` when
+        recipients were already answered.
+        """
+        options = DeliveryOptions(ret, envid, notify, requiretls, chunking, binarymime)
+        return await self._run(
+            _deliver.deliver(self, message, sender, recipients, options, self._lmtp)
         )
 
     async def quit(self) -> Response:

@@ -17,10 +17,11 @@ import ssl
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from .. import _flows
+from .. import _deliver, _flows
+from .._deliver import DeliveryOptions
 from .._exceptions import (
     SMTPConnectError,
     SMTPProtocolError,
@@ -31,6 +32,7 @@ from .._exceptions import (
 from .._protocol import (
     ClientConnection,
     Command,
+    DataEncoder,
     Event,
     LocalProtocolError,
     RemoteProtocolError,
@@ -38,6 +40,7 @@ from .._protocol import (
     ReplyTooLong,
     State,
 )
+from .._results import Recipient, SendResult
 from .._timeouts import Timeouts
 from ..auth import cram_md5_response, plain_response
 
@@ -50,6 +53,10 @@ CRLF = "\r\n"
 
 # One recv() call's size.  Replies are small; 64 KiB takes a whole pipelined batch at once.
 _RECV_SIZE = 65536
+
+# A chunk this small goes out with its BDAT line in one write; a larger one separately,
+# so that it is not copied.
+_SMALL_WRITE = 64 * 1024
 
 _T = TypeVar("_T")
 Response = tuple[int, bytes]
@@ -411,6 +418,29 @@ class SMTP:
         except LocalProtocolError as exc:
             raise SMTPStateError(str(exc)) from None
 
+    def _content_encoder(self) -> DataEncoder:
+        if self._conn is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        return self._conn.content_encoder()
+
+    @property
+    def _awaiting_final_reply(self) -> bool:
+        return self._conn is not None and self._conn.awaiting_final_reply
+
+    def _send_chunk(self, chunk: bytes, last: bool) -> None:
+        """One BDAT command and its chunk (RFC 3030 section 2)."""
+        if self._conn is None:
+            raise SMTPServerDisconnected("please run connect() first")
+        try:
+            line = self._conn.send_bdat(len(chunk), last)
+        except LocalProtocolError as exc:
+            raise SMTPStateError(str(exc)) from None
+        if len(chunk) <= _SMALL_WRITE:
+            self.send(line + chunk)
+        else:
+            self.send(line)
+            self.send(chunk)
+
     # ----------------------------------------------------------- the commands
 
     def helo(self, name: str = "") -> Response:
@@ -541,6 +571,37 @@ class SMTP:
         return self._run(
             _flows.send_message(self, msg, from_addr, to_addrs, mail_options, rcpt_options)
         )
+
+    def deliver(
+        self,
+        message: Any,
+        sender: str | None = None,
+        recipients: str | Recipient | Iterable[str | Recipient] | None = None,
+        *,
+        ret: str | None = None,
+        envid: str | None = None,
+        notify: Sequence[str] | None = None,
+        requiretls: bool = False,
+        chunking: bool | None = None,
+        binarymime: bool = False,
+    ) -> SendResult:
+        """Send one message and report on every recipient (smtpx's own API).
+
+        *message* is an ``email.message.Message`` (envelope from its headers unless
+        given, Bcc removed), ``str``, ``bytes``, a binary file or an iterable of bytes
+        (streamed, never read whole).  *recipients* may hold ``smtpx.Recipient`` objects
+        with their DSN options.  Options: *ret* (``"FULL"``/``"HDRS"``), *envid* and
+        *notify* (RFC 3461), *requiretls* (RFC 8689, needs TLS and the server's offer),
+        *chunking* (BDAT: None uses it when offered), *binarymime* (RFC 3030).
+
+        PIPELINING, SIZE, SMTPUTF8 and 8BITMIME are used automatically.  Returns a
+        ``SendResult``; refused recipients are in it, not raised, unless none was
+        accepted (``SMTPRecipientsRefused``).  A connection lost after the content was
+        sent raises ``SMTPOutcomeUnknown``.  Every exception carries ``.result`` when
+        recipients were already answered.
+        """
+        options = DeliveryOptions(ret, envid, notify, requiretls, chunking, binarymime)
+        return self._run(_deliver.deliver(self, message, sender, recipients, options, self._lmtp))
 
     def quit(self) -> Response:
         """QUIT and close."""
