@@ -259,9 +259,16 @@ def deliver(
             raise _with_result(SMTPDataError(*failed), results, failed)
     # The content is out: from here a lost connection means the outcome is unknown.
     final: list[Response] = []
+    chunk_failure: Response | None = None
     try:
-        for _ in range(client._replies_pending):
+        while client._replies_pending:
+            ends_message = client._awaiting_final_reply
             reply = yield Call("getreply")
+            if not ends_message:
+                # The reply to a BDAT chunk sent before the last one.
+                if chunk_failure is None and not 200 <= reply[0] <= 299:
+                    chunk_failure = reply
+                continue
             final.append(reply)
             if reply[0] == 421:
                 break
@@ -270,10 +277,11 @@ def deliver(
             "the connection was lost after the message was sent, before the server's reply;"
             " it may or may not have been delivered"
         )
-        unknown.result = SendResult(
-            tuple(results), _reply(final[-1]) if final else _reply(replies[-1])
-        )
-        raise unknown from exc
+        raise _with_result(unknown, results, final[-1] if final else replies[-1]) from exc
+    if chunk_failure is not None:
+        # RFC 3030 section 4.2: a refused chunk fails the whole transaction.
+        yield from _abandon(client, final or [chunk_failure])
+        raise _with_result(SMTPDataError(*chunk_failure), results, chunk_failure)
     return (yield from _conclude(client, results, final, lmtp))
 
 
@@ -314,22 +322,11 @@ def _exchange(
 ) -> Flow[list[Response]]:
     """Send *commands* and read their replies: all in one write when pipelining, else
     one by one, stopping where the rest could only fail (no MAIL, no recipient)."""
-    replies: list[Response] = []
     if pipelining:
-        yield Call("_cork")
-        try:
-            for verb, argument in commands:
-                yield Call("putcmd", (verb, argument))
-        except BaseException:
-            yield Call("close")  # queued but never written: the session is unusable
-            raise
-        yield Call("_flush")
-        for _ in commands:
-            reply = yield Call("getreply")
-            replies.append(reply)
-            if reply[0] == 421:
-                break
+        yield Call("_send_group", (commands,))
+        replies: list[Response] = yield Call("_read_replies", (len(commands),))
         return replies
+    replies = []
     accepted = False
     for index, (verb, argument) in enumerate(commands):
         if verb == "data" and not accepted:
@@ -371,8 +368,9 @@ def _guarded_stream(client: Client, flow: Flow[None]) -> Flow[None]:
 def _send_chunks(
     client: Client, pieces: Iterator[bytes], normalize: bool, pipelining: bool
 ) -> Flow[Response | None]:
-    """BDAT chunks (RFC 3030 section 2).  Returns the first refusal of a chunk, if any,
-    after reading every chunk reply due."""
+    """BDAT chunks (RFC 3030 section 2).  Without PIPELINING each chunk's reply is read
+    before the next is sent, and a refusal stops the sending: it is returned, with every
+    reply due read.  Otherwise the replies are left for the caller."""
     encoder = client._content_encoder() if normalize else None
     failed: Response | None = None
     buffered: list[bytes] = []
@@ -416,9 +414,6 @@ def _send_chunks(
     except BaseException:
         yield Call("close")
         raise
-    yield from drain()
-    if failed is not None:
-        # The transaction failed: the final reply is a failure too; read it, stay in step.
-        while client._replies_pending:
-            yield Call("getreply")
-    return failed
+    # The last chunk is out: its replies are read by the caller, where a lost connection
+    # means the outcome is unknown.
+    return None

@@ -471,29 +471,18 @@ def _pipelined_transaction(
     read so the session stays in step.  Returns the accepted and refused recipients and
     the final reply.
     """
-    arguments = [_mail_argument(client, from_addr, esmtp_opts)]
-    arguments += [_rcpt_argument(client, r, rcpt_options) for r in recipients]
-    yield Call("_cork")
-    try:
-        yield Call("putcmd", ("mail", arguments[0]))
-        for argument in arguments[1:]:
-            yield Call("putcmd", ("rcpt", argument))
-        yield Call("putcmd", ("data",))
-    except BaseException:
-        yield Call("close")  # commands queued but not written: the session is unusable
-        raise
-    yield Call("_flush")
-    code, resp = yield Call("getreply")
+    commands = [("mail", _mail_argument(client, from_addr, esmtp_opts))]
+    commands += [("rcpt", _rcpt_argument(client, r, rcpt_options)) for r in recipients]
+    commands.append(("data", ""))
+    yield Call("_send_group", (commands,))
+    replies: list[Response] = yield Call("_read_replies", (len(commands),))
+    code, resp = replies[0]
     if code != 250:
-        if code == 421:
-            yield Call("close")
-        else:
-            yield from _drain_refused(client, len(recipients))
+        yield from _end_refused(replies)
         raise SMTPSenderRefused(code, resp, from_addr)
     refused: dict[str, Response] = {}
     accepted: list[str] = []
-    for recipient in recipients:
-        code, resp = yield Call("getreply")
+    for recipient, (code, resp) in zip(recipients, replies[1:], strict=False):
         if code in (250, 251):
             accepted.append(recipient)
         else:
@@ -502,9 +491,9 @@ def _pipelined_transaction(
             yield Call("close")
             raise SMTPRecipientsRefused(refused)
     if not accepted:
-        yield from _drain_refused(client, 0)
+        yield from _end_refused(replies)
         raise SMTPRecipientsRefused(refused)
-    code, resp = yield Call("getreply")
+    code, resp = replies[-1]
     if client.debuglevel > 0:
         client._print_debug("data:", (code, resp))
     if code != 354:
@@ -513,19 +502,13 @@ def _pipelined_transaction(
     return accepted, refused, code, resp
 
 
-def _drain_refused(client: Client, rcpt_replies: int) -> Flow[None]:
-    """Read the replies still due after a refusal, then reset (smtplib's ``_rset``)."""
-    for _ in range(rcpt_replies):
-        code, _ = yield Call("getreply")
-        if code == 421:
-            return
-    code, _ = yield Call("getreply")  # DATA's, which must be a refusal (RFC 2920 3.1)
-    if code == 354:
-        # A server that takes DATA with no valid recipient: end the session rather than
-        # send content that could be delivered to someone.
+def _end_refused(replies: list[Response]) -> Flow[None]:
+    """After a refused MAIL or every RCPT refused, with all replies read: reset, as
+    smtplib does; close instead after a 421, or if the server took DATA anyway (end the
+    session rather than send content that could be delivered to someone)."""
+    if replies[-1][0] in (421, 354):
         yield Call("close")
-        return
-    if code != 421:
+    else:
         yield Call("_rset")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import email.generator
 import email.message
+import email.policy
 import email.utils
 import io
 from collections.abc import Iterator, Sequence
@@ -88,7 +89,13 @@ def flatten(msg: email.message.Message, *, utf8: bool) -> bytes:
     del stripped["Resent-Bcc"]
     buffer = io.BytesIO()
     if utf8:
-        policy = msg.policy.clone(utf8=True)  # type: ignore[call-arg]
+        # A legacy (compat32) message has no utf8 setting: smtplib then fails with a
+        # TypeError; write it with the SMTPUTF8 policy instead.
+        policy = (
+            email.policy.SMTPUTF8
+            if isinstance(msg.policy, email.policy.Compat32)
+            else msg.policy.clone(utf8=True)  # type: ignore[call-arg]
+        )
         generator = email.generator.BytesGenerator(buffer, policy=policy)
     else:
         generator = email.generator.BytesGenerator(buffer)

@@ -45,4 +45,9 @@ def as_timeouts(timeout: float | Timeouts | None) -> Timeouts:
     """*timeout* as a ``Timeouts``: a number bounds every phase alike, None none of them."""
     if isinstance(timeout, Timeouts):
         return timeout
+    if timeout is None:
+        return _UNLIMITED
     return Timeouts(timeout, timeout, timeout)
+
+
+_UNLIMITED = Timeouts(None, None, None)

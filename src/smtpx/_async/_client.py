@@ -14,7 +14,7 @@ import email.message
 import socket
 import ssl
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Self, TypeVar
 
 from .. import _deliver, _flows
@@ -66,6 +66,37 @@ _SMALL_WRITE = 64 * 1024
 
 _T = TypeVar("_T")
 Response = tuple[int, bytes]
+
+
+class _Nested:
+    """The context of a call made by the task that already holds the client: nothing."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *args: object) -> None:
+        return None
+
+
+_NESTED = _Nested()
+
+
+class _Serial:
+    """Hold the client's lock for the outermost call of a task."""
+
+    __slots__ = ("client", "task")
+
+    def __init__(self, client: AsyncSMTP, task: asyncio.Task[Any] | None) -> None:
+        self.client = client
+        self.task = task
+
+    async def __aenter__(self) -> None:
+        await self.client._lock.acquire()
+        self.client._owner = self.task
+
+    async def __aexit__(self, *args: object) -> None:
+        self.client._owner = None
+        self.client._lock.release()
 
 
 class AsyncSMTP:
@@ -151,20 +182,13 @@ class AsyncSMTP:
     async def __aexit__(self, *args: object) -> None:
         await self._run(_flows.exit_session(self))
 
-    @contextlib.asynccontextmanager
-    async def _serialized(self) -> AsyncIterator[None]:
+    def _serialized(self) -> _Serial | _Nested:
         """Let one task at a time use the connection.  Flows call other public methods:
         only the outermost call of a task takes the lock, so those do not deadlock."""
         task = asyncio.current_task()
         if task is not None and self._owner is task:
-            yield
-            return
-        async with self._lock:
-            self._owner = task
-            try:
-                yield
-            finally:
-                self._owner = None
+            return _NESTED
+        return _Serial(self, task)
 
     async def _run(self, flow: _flows.Flow[_T]) -> _T:
         """Drive a flow: await each step's method, send back its result or exception."""
@@ -324,8 +348,12 @@ class AsyncSMTP:
         async with self._serialized():
             try:
                 writer.write(data)
-                async with asyncio.timeout(as_timeouts(self.timeout).command):
+                limit = as_timeouts(self.timeout).command
+                if limit is None:
                     await writer.drain()
+                else:
+                    async with asyncio.timeout(limit):
+                        await writer.drain()
             except asyncio.CancelledError:
                 self._abort()  # part of the data may be on the wire: out of step
                 raise
@@ -357,6 +385,35 @@ class AsyncSMTP:
             if secret:
                 self._redacted = _redact(command) + CRLF
             await self.send(command.text + CRLF)
+
+    async def _send_group(self, commands: list[tuple[str, str]]) -> None:
+        """A pipelined group (RFC 2920), checked as a whole by the core, in one write."""
+        conn = self._conn
+        if conn is None or not self.sock:
+            raise SMTPServerDisconnected("please run connect() first")
+        built = [Command(verb, argument) for verb, argument in commands]
+        try:
+            data = conn.send_group(built, self.command_encoding)
+        except LocalProtocolError as exc:
+            raise SMTPStateError(str(exc)) from None
+        except RemoteProtocolError as exc:
+            await self.close()
+            raise SMTPProtocolError(-1, str(exc)) from None
+        if self.debuglevel > 0:
+            for command in built:
+                self._print_debug("send:", repr(command.text + CRLF))
+        sys.audit("smtplib.send", self, data)
+        await self._sendall(data)
+
+    async def _read_replies(self, count: int) -> list[Response]:
+        """*count* replies, in order; fewer if the server closes with 421 on the way."""
+        replies = []
+        for _ in range(count):
+            reply = await self.getreply()
+            replies.append(reply)
+            if reply[0] == 421:
+                break
+        return replies
 
     async def _cork(self) -> None:
         """Hold what ``send`` writes until ``_flush``: a pipelined group in one write."""
@@ -391,39 +448,43 @@ class AsyncSMTP:
             return reply.code, reply.message
 
     async def _read_reply(self, conn: ClientConnection) -> Reply:
-        reader = self._reader
-        assert reader is not None
+        deadline = self._reply_limit(conn)
+        if deadline is None:
+            return await self._read_reply_now(conn)
         try:
             # The timeout bounds the whole reply, not each read(): a server that drips
             # one byte at a time cannot hold the client longer than the timeout.
-            async with asyncio.timeout_at(self._reply_limit(conn)):
-                while True:
-                    try:
-                        event = conn.next_event()
-                    except ReplyTooLong as exc:
-                        await self.close()
-                        raise SMTPProtocolError(500, str(exc)) from None
-                    except RemoteProtocolError as exc:
-                        await self.close()
-                        raise SMTPProtocolError(-1, str(exc)) from None
-                    if isinstance(event, Reply):
-                        return event
-                    if event is Event.CONNECTION_CLOSED:
-                        await self.close()
-                        raise SMTPServerDisconnected("Connection unexpectedly closed")
-                    try:
-                        data = await reader.read(_RECV_SIZE)
-                    except OSError as exc:
-                        await self.close()
-                        raise SMTPServerDisconnected(
-                            f"Connection unexpectedly closed: {exc}"
-                        ) from exc
-                    conn.receive_data(data)
+            async with asyncio.timeout_at(deadline):
+                return await self._read_reply_now(conn)
         except TimeoutError as exc:
             if isinstance(exc, SMTPTimeoutError):
                 raise
             await self.close()
             raise SMTPTimeoutError("timed out waiting for the server's reply") from exc
+
+    async def _read_reply_now(self, conn: ClientConnection) -> Reply:
+        reader = self._reader
+        assert reader is not None
+        while True:
+            try:
+                event = conn.next_event()
+            except ReplyTooLong as exc:
+                await self.close()
+                raise SMTPProtocolError(500, str(exc)) from None
+            except RemoteProtocolError as exc:
+                await self.close()
+                raise SMTPProtocolError(-1, str(exc)) from None
+            if isinstance(event, Reply):
+                return event
+            if event is Event.CONNECTION_CLOSED:
+                await self.close()
+                raise SMTPServerDisconnected("Connection unexpectedly closed")
+            try:
+                data = await reader.read(_RECV_SIZE)
+            except OSError as exc:
+                await self.close()
+                raise SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
+            conn.receive_data(data)
 
     async def docmd(self, cmd: str, args: str = "") -> Response:
         """Send a command and return its reply."""

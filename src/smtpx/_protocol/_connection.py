@@ -64,9 +64,54 @@ _SASL_RESPONSE = "<sasl response>"
 _UNKNOWN = "<unknown>"  # a reply the caller asked for after writing raw bytes
 
 _PIPELINABLE = frozenset({"MAIL", "RCPT", "RSET"})  # RFC 2920 section 3.1
-# RFC 3030 section 4.2: BDAT commands may be pipelined, one chunk after another.
-_CHUNK_PIPELINABLE = _PIPELINABLE | {"BDAT"}
 _HELLO = frozenset({"EHLO", "LHLO", "HELO"})
+
+
+class _Outstanding:
+    """The queue of replies still due, with counts kept as it changes, so that checking
+    whether a pipelined group may continue costs the same for 1 or 1,000 recipients."""
+
+    __slots__ = ("_queue", "blocking", "blocking_chunks", "final")
+
+    def __init__(self, first: str) -> None:
+        self._queue: deque[str] = deque()
+        self.blocking = 0  # entries after which RFC 2920 lets no command follow
+        self.blocking_chunks = 0  # entries after which no BDAT may follow
+        self.final = 0  # replies that end a message
+        self.append(first)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def __bool__(self) -> bool:
+        return bool(self._queue)
+
+    def first(self) -> str:
+        return self._queue[0]
+
+    def last(self) -> str:
+        return self._queue[-1]
+
+    def _count(self, keyword: str, step: int) -> None:
+        if keyword not in _PIPELINABLE:
+            self.blocking += step
+            if keyword != "BDAT":
+                self.blocking_chunks += step
+        if keyword == _END_OF_DATA:
+            self.final += step
+
+    def append(self, keyword: str) -> None:
+        self._queue.append(keyword)
+        self._count(keyword, 1)
+
+    def popleft(self) -> str:
+        keyword = self._queue.popleft()
+        self._count(keyword, -1)
+        return keyword
+
+    def clear(self) -> None:
+        self._queue.clear()
+        self.blocking = self.blocking_chunks = self.final = 0
 
 
 class ClientConnection:
@@ -81,7 +126,7 @@ class ClientConnection:
         self.in_transaction = False
         #: Recipients accepted (250/251) in the current transaction.
         self.accepted_recipients = 0
-        self._pending: deque[str] = deque([_GREETING])
+        self._pending = _Outstanding(_GREETING)
         self._parser = ReplyParser()
         self._encoder: DataEncoder | None = None
         self._eof = False
@@ -96,7 +141,7 @@ class ClientConnection:
     @property
     def awaiting_final_reply(self) -> bool:
         """True when the next reply is one that ends a message (after its content)."""
-        return bool(self._pending) and self._pending[0] == _END_OF_DATA
+        return bool(self._pending) and self._pending.first() == _END_OF_DATA
 
     def send(self, command: Command, encoding: str = "ascii") -> bytes:
         """Check that *command* may be sent now, queue its reply, and return its bytes."""
@@ -107,10 +152,8 @@ class ClientConnection:
         else:
             raise LocalProtocolError(self._why_not_now())
         if self._pending:
-            waiting = self._pending[-1]
-            if "pipelining" not in self.extensions or not all(
-                k in _PIPELINABLE for k in self._pending
-            ):
+            waiting = self._pending.last()
+            if self._pending.blocking or "pipelining" not in self.extensions:
                 raise LocalProtocolError(
                     f"cannot send {command.verb.upper()!r}: a reply to {waiting!r} is pending"
                 )
@@ -122,16 +165,36 @@ class ClientConnection:
         self._pending.append(keyword)
         return wire
 
+    def send_group(self, commands: list[Command], encoding: str = "ascii") -> bytes:
+        """A pipelined group (RFC 2920 section 3.1) as one write: every command but the
+        last must be one a group may continue after (MAIL, RCPT, RSET).
+
+        All are checked and encoded before any is queued, so a refusal leaves no trace.
+        """
+        if not commands:
+            return b""
+        if len(commands) > 1:
+            if self.state is not State.READY:
+                raise LocalProtocolError(self._why_not_now())
+            if "pipelining" not in self.extensions:
+                raise LocalProtocolError("the server does not offer PIPELINING")
+            for command in commands[:-1]:
+                if command.keyword not in _PIPELINABLE:
+                    raise LocalProtocolError(f"{command.verb!r} cannot be followed in a group")
+        wires = [command.wire(encoding) for command in commands]
+        self.send(commands[0], encoding)
+        for command in commands[1:]:
+            self._pending.append(command.keyword)
+        return b"".join(wires)
+
     def send_bdat(self, size: int, last: bool) -> bytes:
         """The BDAT line for a chunk of *size* octets (RFC 3030 section 2), which the
         caller sends right after it, unchanged.  A last chunk ends the message."""
         if self.state is not State.READY:
             raise LocalProtocolError(self._why_not_now())
         if self._pending:
-            if "pipelining" not in self.extensions or not all(
-                k in _CHUNK_PIPELINABLE for k in self._pending
-            ):
-                raise LocalProtocolError(f"cannot send BDAT: a reply to {self._pending[-1]!r}")
+            if self._pending.blocking_chunks or "pipelining" not in self.extensions:
+                raise LocalProtocolError(f"cannot send BDAT: a reply to {self._pending.last()!r}")
         elif self._parser.has_buffered:
             raise RemoteProtocolError("the server sent data that answers no command")
         if last:
@@ -175,7 +238,8 @@ class ClientConnection:
         # RFC 2033 section 4.2: after the content an LMTP server sends one reply for each
         # recipient it accepted, in RCPT order; an SMTP server sends one.
         count = max(1, self.accepted_recipients) if self.lmtp else 1
-        self._pending.extend([_END_OF_DATA] * count)
+        for _ in range(count):
+            self._pending.append(_END_OF_DATA)
         self.state = State.READY
 
     def start_tls(self) -> None:
@@ -252,7 +316,7 @@ class ClientConnection:
                 self._encoder = DataEncoder()
                 self.state = State.MESSAGE
         elif keyword == _END_OF_DATA:
-            if _END_OF_DATA not in self._pending:
+            if not self._pending.final:
                 self._end_transaction()
         elif keyword == "BDAT":
             pass  # a refused chunk fails the transaction; the caller resets it

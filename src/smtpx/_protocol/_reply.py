@@ -106,11 +106,15 @@ class ReplyParser:
     (b'first', b'last')
     """
 
-    __slots__ = ("_buffer", "_code", "_lines", "_raw", "_scanned", "_size")
+    __slots__ = ("_buffer", "_code", "_lines", "_pos", "_raw", "_scanned", "_size")
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._scanned = 0  # bytes of _buffer already known to hold no line feed
+        # Received bytes; those before _pos were already parsed.  Lines are taken by
+        # offset rather than deleted one by one: a pipelined batch of 100 replies is
+        # parsed without moving the rest of the buffer each time.
+        self._buffer = b""
+        self._pos = 0
+        self._scanned = 0  # offset from which no line feed has been seen yet
         self._code = 0
         self._lines: list[bytes] = []
         self._raw: list[bytes] = []
@@ -118,17 +122,22 @@ class ReplyParser:
 
     def feed(self, data: bytes) -> None:
         """Add bytes received from the server."""
-        self._buffer += data
+        if self._pos:
+            self._buffer = self._buffer[self._pos :] + data
+            self._scanned -= self._pos
+            self._pos = 0
+        else:
+            self._buffer += data
 
     @property
     def has_buffered(self) -> bool:
         """True when any received byte has not been returned in a reply yet."""
-        return bool(self._buffer) or bool(self._lines)
+        return len(self._buffer) > self._pos or bool(self._lines)
 
     def discard(self) -> None:
         """Forget every buffered byte (RFC 3207 section 4.2, after STARTTLS)."""
-        self._buffer.clear()
-        self._scanned = 0
+        self._buffer = b""
+        self._pos = self._scanned = 0
         self._reset_reply()
 
     def _reset_reply(self) -> None:
@@ -140,19 +149,20 @@ class ReplyParser:
     def next_reply(self) -> Reply | None:
         """Return the next complete reply, or None when more bytes are needed."""
         buffer = self._buffer
+        pos = self._pos
         while True:
-            end = buffer.find(b"\n", self._scanned)
+            end = buffer.find(b"\n", max(pos, self._scanned))
             if end < 0:
                 # A line that is already too long is an error now, not when it ends: a
                 # server must not make us buffer without bound (+1 for a pending CR).
-                if len(buffer) > MAX_LINE + 1:
+                if len(buffer) - pos > MAX_LINE + 1:
                     raise ReplyTooLong(f"reply line longer than {MAX_LINE} bytes")
+                self._pos = pos
                 self._scanned = len(buffer)
                 return None
-            raw = bytes(buffer[: end + 1])
-            del buffer[: end + 1]
-            self._scanned = 0
+            raw = buffer[pos : end + 1]
             line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+            pos = end + 1
             if len(line) > MAX_LINE:
                 raise ReplyTooLong(f"reply line longer than {MAX_LINE} bytes")
             code, last, text = _split_line(line)
@@ -160,6 +170,10 @@ class ReplyParser:
                 raise RemoteProtocolError(
                     f"reply lines with different codes: {self._code} and {code}"
                 )
+            if last and not self._lines:
+                # The common case, a one-line reply: no lists to build.
+                self._pos = pos
+                return Reply(code, (text,), (raw,))
             self._code = code
             self._lines.append(text)
             self._raw.append(raw)
@@ -171,4 +185,5 @@ class ReplyParser:
             if last:
                 reply = Reply(code, tuple(self._lines), tuple(self._raw))
                 self._reset_reply()
+                self._pos = pos
                 return reply

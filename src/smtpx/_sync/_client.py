@@ -283,6 +283,35 @@ class SMTP:
             self._redacted = _redact(command) + CRLF
         self.send(command.text + CRLF)
 
+    def _send_group(self, commands: list[tuple[str, str]]) -> None:
+        """A pipelined group (RFC 2920), checked as a whole by the core, in one write."""
+        conn = self._conn
+        if conn is None or not self.sock:
+            raise SMTPServerDisconnected("please run connect() first")
+        built = [Command(verb, argument) for verb, argument in commands]
+        try:
+            data = conn.send_group(built, self.command_encoding)
+        except LocalProtocolError as exc:
+            raise SMTPStateError(str(exc)) from None
+        except RemoteProtocolError as exc:
+            self.close()
+            raise SMTPProtocolError(-1, str(exc)) from None
+        if self.debuglevel > 0:
+            for command in built:
+                self._print_debug("send:", repr(command.text + CRLF))
+        sys.audit("smtplib.send", self, data)
+        self._sendall(data)
+
+    def _read_replies(self, count: int) -> list[Response]:
+        """*count* replies, in order; fewer if the server closes with 421 on the way."""
+        replies = []
+        for _ in range(count):
+            reply = self.getreply()
+            replies.append(reply)
+            if reply[0] == 421:
+                break
+        return replies
+
     def _cork(self) -> None:
         """Hold what ``send`` writes until ``_flush``: a pipelined group in one write."""
         self._corked = []
