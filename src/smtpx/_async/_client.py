@@ -406,13 +406,30 @@ class AsyncSMTP:
         await self._sendall(data)
 
     async def _read_replies(self, count: int) -> list[Response]:
-        """*count* replies, in order; fewer if the server closes with 421 on the way."""
+        """*count* replies to a pipelined group, in order; fewer if the server closes with
+        421 on the way.  ``getreply`` in a loop, without its per-call checks (the
+        pipelined path is only taken when ``getreply`` is smtpx's own)."""
+        conn = self._conn
+        if conn is None or not self.sock:
+            raise SMTPServerDisconnected("please run connect() first")
+        if self._corked is not None:
+            await self._flush()
         replies = []
-        for _ in range(count):
-            reply = await self.getreply()
-            replies.append(reply)
-            if reply[0] == 421:
-                break
+        async with self._serialized():
+            for _ in range(count):
+                try:
+                    reply = await self._read_reply(conn)
+                except asyncio.CancelledError:
+                    self._abort()  # a reply may be half read: out of step
+                    raise
+                if self.debuglevel > 0:
+                    for line in reply.raw:
+                        self._print_debug("reply:", repr(line))
+                    self._print_debug(f"reply: retcode ({reply.code}); Msg: {reply.message!a}")
+                replies.append((reply.code, reply.message))
+                if reply.code == 421:
+                    await self.close()  # RFC 5321 section 3.8
+                    break
         return replies
 
     async def _cork(self) -> None:
