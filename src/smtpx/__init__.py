@@ -23,6 +23,7 @@ from email.base64mime import body_encode as encode_base64
 from . import _sync
 from ._addresses import quoteaddr, quotedata
 from ._async import AsyncLMTP, AsyncSMTP, AsyncSMTP_SSL
+from ._clientbase import CRLF, LMTP_PORT, SMTP_PORT, SMTP_SSL_PORT
 from ._exceptions import (
     InsecureWarning,
     SMTPAuthenticationError,
@@ -43,9 +44,9 @@ from ._exceptions import (
 )
 from ._protocol import MAX_CHALLENGES as _MAXCHALLENGE  # noqa: F401 (smtplib's name)
 from ._protocol import MAX_LINE as _MAXLINE  # noqa: F401 (CPython's tests read it)
+from ._protocol import EnhancedStatus, Reply
 from ._results import Recipient, RecipientResult, SendResult
 from ._sync import LMTP, SMTP, SMTP_SSL
-from ._sync._client import CRLF, LMTP_PORT, SMTP_PORT, SMTP_SSL_PORT
 from ._timeouts import Timeouts
 
 __version__ = "0.1.0.dev0"
@@ -66,9 +67,11 @@ __all__ = [
     "AsyncLMTP",
     "AsyncSMTP",
     "AsyncSMTP_SSL",
+    "EnhancedStatus",
     "InsecureWarning",
     "Recipient",
     "RecipientResult",
+    "Reply",
     "SMTPAuthenticationError",
     "SMTPConnectError",
     "SMTPDataError",

@@ -158,10 +158,10 @@ def quiet_rset(client: Client) -> Flow[None]:
 
 def mail(client: Client, sender: str, options: Sequence[str]) -> Flow[Response]:
     yield from _refuse_controls(client, sender)
-    return (yield from command(client, "mail", _mail_argument(client, sender, options)))
+    return (yield from command(client, "mail", mail_argument(client, sender, options)))
 
 
-def _mail_argument(client: Client, sender: str, options: Sequence[str]) -> str:
+def mail_argument(client: Client, sender: str, options: Sequence[str]) -> str:
     optionlist = ""
     if options and client.does_esmtp:
         if any(option.lower() == "smtputf8" for option in options):
@@ -174,10 +174,10 @@ def _mail_argument(client: Client, sender: str, options: Sequence[str]) -> str:
 
 def rcpt(client: Client, recip: str, options: Sequence[str]) -> Flow[Response]:
     yield from _refuse_controls(client, recip)
-    return (yield from command(client, "rcpt", _rcpt_argument(client, recip, options)))
+    return (yield from command(client, "rcpt", rcpt_argument(client, recip, options)))
 
 
-def _rcpt_argument(client: Client, recip: str, options: Sequence[str]) -> str:
+def rcpt_argument(client: Client, recip: str, options: Sequence[str]) -> str:
     optionlist = " " + " ".join(options) if options and client.does_esmtp else ""
     return f"to:{quoteaddr(recip)}{optionlist}"
 
@@ -391,7 +391,7 @@ def sendmail(
         if client.has_extn("size"):
             esmtp_opts.append(f"size={normalized_size(content)}")
         esmtp_opts.extend(mail_options)
-    if client.has_extn("pipelining") and _graph_intact(client):
+    if client.has_extn("pipelining") and graph_intact(client):
         accepted, refused, code, resp = yield from _pipelined_transaction(
             client, from_addr, recipients, content, esmtp_opts, rcpt_options
         )
@@ -449,7 +449,7 @@ def _judge_delivery(
 _PIPELINE_BYPASSES = ("mail", "rcpt", "data", "putcmd", "getreply", "send")
 
 
-def _graph_intact(client: Client) -> bool:
+def graph_intact(client: Client) -> bool:
     # Checked on every call, not cached: tests patch methods on the class at run time.
     base = client._driver_class
     cls = type(client)
@@ -474,8 +474,8 @@ def _pipelined_transaction(
     read so the session stays in step.  Returns the accepted and refused recipients and
     the final reply.
     """
-    commands = [("mail", _mail_argument(client, from_addr, esmtp_opts))]
-    commands += [("rcpt", _rcpt_argument(client, r, rcpt_options)) for r in recipients]
+    commands = [("mail", mail_argument(client, from_addr, esmtp_opts))]
+    commands += [("rcpt", rcpt_argument(client, r, rcpt_options)) for r in recipients]
     commands.append(("data", ""))
     yield Call("_send_group", (commands,))
     replies: list[Response] = yield Call("_read_replies", (len(commands),))

@@ -30,6 +30,7 @@ LAYERS = {
     "_message": 1,
     "_results": 1,
     "_deliver": 1,
+    "_clientbase": 2,
     "_sync": 2,
     "_async": 2,
     "__init__": 3,

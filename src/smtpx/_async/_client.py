@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import email.message
 import socket
 import ssl
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from .. import _deliver, _flows
+from .._clientbase import (
+    CRLF,
+    LMTP_PORT,
+    RECV_SIZE,
+    SMALL_WRITE,
+    SMTP_SSL_PORT,
+    ClientBase,
+    Response,
+    legacy_context,
+    redact,
+)
 from .._deliver import DeliveryOptions
 from .._exceptions import (
     SMTPConnectError,
@@ -29,7 +39,6 @@ from .._exceptions import (
 from .._protocol import (
     ClientConnection,
     Command,
-    DataEncoder,
     Event,
     LocalProtocolError,
     RemoteProtocolError,
@@ -38,21 +47,11 @@ from .._protocol import (
     State,
 )
 from .._results import Recipient, SendResult
-from .._sync._client import (
-    CRLF,
-    LMTP_PORT,
-    SMTP_PORT,
-    SMTP_SSL_PORT,
-    _legacy_context,
-    _redact,
-)
 from .._timeouts import Timeouts, as_timeouts
-from ..auth import cram_md5_response, plain_response
+from ._serial import NESTED, Nested, Serial
 
 __all__ = ["AsyncLMTP", "AsyncSMTP", "AsyncSMTP_SSL"]
 
-# One read() call's size.  Replies are small; 64 KiB takes a whole pipelined batch at once.
-_RECV_SIZE = 65536
 # How long close() waits for the transport to finish closing (a TLS close_notify
 # exchange) before cutting it: closing must not hang on a silent peer.
 _CLOSE_TIMEOUT = 5.0
@@ -60,46 +59,11 @@ _CLOSE_TIMEOUT = 5.0
 # (RFC 8305 recommends 250 ms).
 _HAPPY_EYEBALLS_DELAY = 0.25
 
-# A chunk this small goes out with its BDAT line in one write; a larger one separately,
-# so that it is not copied.
-_SMALL_WRITE = 64 * 1024
 
 _T = TypeVar("_T")
-Response = tuple[int, bytes]
 
 
-class _Nested:
-    """The context of a call made by the task that already holds the client: nothing."""
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *args: object) -> None:
-        return None
-
-
-_NESTED = _Nested()
-
-
-class _Serial:
-    """Hold the client's lock for the outermost call of a task."""
-
-    __slots__ = ("client", "task")
-
-    def __init__(self, client: AsyncSMTP, task: asyncio.Task[Any] | None) -> None:
-        self.client = client
-        self.task = task
-
-    async def __aenter__(self) -> None:
-        await self.client._lock.acquire()
-        self.client._owner = self.task
-
-    async def __aexit__(self, *args: object) -> None:
-        self.client._owner = None
-        self.client._lock.release()
-
-
-class AsyncSMTP:
+class AsyncSMTP(ClientBase):
     """A connection to an SMTP server, with the API of ``smtpx.SMTP`` as coroutines.
 
     One difference from the blocking class: the constructor does no I/O.  ``AsyncSMTP(host,
@@ -120,18 +84,8 @@ class AsyncSMTP:
     ...         await smtp.sendmail("alice@example.org", ["bob@example.org"], "Subject: hi\\n\\nhi")
     """
 
-    debuglevel = 0
-
     #: The connection's ``StreamWriter`` while connected, else None.
     sock: asyncio.StreamWriter | None = None
-    file: Any = None
-    helo_resp: bytes | None = None
-    ehlo_msg = "ehlo"
-    ehlo_resp: bytes | None = None
-    does_esmtp = False
-    default_port = SMTP_PORT
-    _lmtp = False
-    _driver_class: ClassVar[type]  # set below the class: AsyncSMTP itself
     _reader: asyncio.StreamReader | None = None
 
     def __init__(
@@ -142,34 +96,16 @@ class AsyncSMTP:
         timeout: float | Timeouts | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
         source_address: tuple[str, int] | None = None,
     ) -> None:
-        self._host = host
-        self._port = port
         # The blocking default means "the socket module's default": no timeout here.
-        self.timeout: float | Timeouts | None = (
-            None
-            if timeout is socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
-            else timeout
-        )
-        self.esmtp_features: dict[str, str] = {}
-        self.command_encoding = "ascii"
-        self.source_address = source_address
-        self._auth_challenge_count = 0
-        self._conn: ClientConnection | None = None
-        self._data_replies: list[Response] = []
-        self._redacted: str | None = None
-        self._corked: list[bytes] | None = None
-        self.user = ""
-        self.password = ""
+        if timeout is socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+            timeout = None
+        self._init_state(host, timeout, source_address)
+        self._port = port
         # Found at connect() (a DNS lookup is I/O, which the constructor does not do).
         self.local_hostname = local_hostname if local_hostname is not None else ""
         self._lock = asyncio.Lock()
         self._owner: asyncio.Task[Any] | None = None
         self._connect_deadline: float | None = None  # loop time, while connecting
-
-    def __repr__(self) -> str:
-        # Never shows user or password (STYLE: secrets stay out of reprs).
-        where = f"{self._host!r}" if self.sock is not None else "not connected"
-        return f"<{type(self).__name__} {where}>"
 
     async def __aenter__(self) -> Self:
         if self.sock is None and self._host:
@@ -182,13 +118,13 @@ class AsyncSMTP:
     async def __aexit__(self, *args: object) -> None:
         await self._run(_flows.exit_session(self))
 
-    def _serialized(self) -> _Serial | _Nested:
+    def _serialized(self) -> Serial | Nested:
         """Let one task at a time use the connection.  Flows call other public methods:
         only the outermost call of a task takes the lock, so those do not deadlock."""
         task = asyncio.current_task()
         if task is not None and self._owner is task:
-            return _NESTED
-        return _Serial(self, task)
+            return NESTED
+        return Serial(self, task)
 
     async def _run(self, flow: _flows.Flow[_T]) -> _T:
         """Drive a flow: await each step's method, send back its result or exception."""
@@ -214,19 +150,6 @@ class AsyncSMTP:
                 flow.close()
 
     # ------------------------------------------------------------ debugging
-
-    def set_debuglevel(self, debuglevel: int) -> None:
-        """1 prints each command and reply to stderr; 2 adds timestamps.
-
-        AUTH credentials are shown as ``********`` (smtplib prints them).
-        """
-        self.debuglevel = debuglevel
-
-    def _print_debug(self, *args: object) -> None:
-        if self.debuglevel > 1:
-            print(datetime.datetime.now().time(), *args, file=sys.stderr)
-        else:
-            print(*args, file=sys.stderr)
 
     # --------------------------------------------------------- the stream layer
 
@@ -383,7 +306,7 @@ class AsyncSMTP:
                 await self.close()
                 raise SMTPProtocolError(-1, str(exc)) from None
             if secret:
-                self._redacted = _redact(command) + CRLF
+                self._redacted = redact(command) + CRLF
             await self.send(command.text + CRLF)
 
     async def _send_group(self, commands: list[tuple[str, str]]) -> None:
@@ -497,7 +420,7 @@ class AsyncSMTP:
                 await self.close()
                 raise SMTPServerDisconnected("Connection unexpectedly closed")
             try:
-                data = await reader.read(_RECV_SIZE)
+                data = await reader.read(RECV_SIZE)
             except OSError as exc:
                 await self.close()
                 raise SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
@@ -568,33 +491,6 @@ class AsyncSMTP:
     def _tls_active(self) -> bool:
         return self.sock is not None and self.sock.get_extra_info("ssl_object") is not None
 
-    @property
-    def _in_transaction(self) -> bool:
-        return self._conn is not None and self._conn.in_transaction
-
-    @property
-    def _replies_pending(self) -> int:
-        return self._conn.pending if self._conn is not None else 0
-
-    def _encode_content(self, piece: bytes, last: bool) -> bytes:
-        """Message content in wire form; the last piece brings the terminator."""
-        if self._conn is None:
-            raise SMTPServerDisconnected("please run connect() first")
-        try:
-            wire = self._conn.send_data(piece)
-            return wire + self._conn.end_data() if last else wire
-        except LocalProtocolError as exc:
-            raise SMTPStateError(str(exc)) from None
-
-    def _content_encoder(self) -> DataEncoder:
-        if self._conn is None:
-            raise SMTPServerDisconnected("please run connect() first")
-        return self._conn.content_encoder()
-
-    @property
-    def _awaiting_final_reply(self) -> bool:
-        return self._conn is not None and self._conn.awaiting_final_reply
-
     async def _send_chunk(self, chunk: bytes, last: bool) -> None:
         """One BDAT command and its chunk (RFC 3030 section 2)."""
         if self._conn is None:
@@ -603,7 +499,7 @@ class AsyncSMTP:
             line = self._conn.send_bdat(len(chunk), last)
         except LocalProtocolError as exc:
             raise SMTPStateError(str(exc)) from None
-        if len(chunk) <= _SMALL_WRITE:
+        if len(chunk) <= SMALL_WRITE:
             await self.send(line + chunk)
         else:
             await self.send(line)
@@ -618,10 +514,6 @@ class AsyncSMTP:
     async def ehlo(self, name: str = "") -> Response:
         """EHLO (LHLO for LMTP); fills ``esmtp_features`` from the reply."""
         return await self._run(_flows.ehlo(self, self.ehlo_msg, name or self.local_hostname))
-
-    def has_extn(self, opt: str) -> bool:
-        """Did the server offer the service extension *opt*?"""
-        return opt.lower() in self.esmtp_features
 
     async def help(self, args: str = "") -> bytes:
         """HELP; returns the text of the reply."""
@@ -674,22 +566,6 @@ class AsyncSMTP:
         """AUTH with *authobject(challenge)* giving each response (RFC 4954)."""
         return await self._run(_flows.auth(self, mechanism, authobject, initial_response_ok))
 
-    def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
-        """CRAM-MD5 (RFC 2195), from ``self.user`` and ``self.password``."""
-        if challenge is None:
-            return None  # CRAM-MD5 has no initial response
-        return cram_md5_response(self.user, self.password, challenge)
-
-    def auth_plain(self, challenge: bytes | None = None) -> str:
-        """PLAIN (RFC 4616), from ``self.user`` and ``self.password``."""
-        return plain_response(self.user, self.password)
-
-    def auth_login(self, challenge: bytes | None = None) -> str:
-        """LOGIN: the user name first, then the password."""
-        if challenge is None or self._auth_challenge_count < 2:
-            return self.user
-        return self.password
-
     async def login(
         self, user: str, password: str, *, initial_response_ok: bool = True
     ) -> Response:
@@ -713,7 +589,7 @@ class AsyncSMTP:
         ) -> Response:
             """STARTTLS (RFC 3207).  Without *context* the certificate and host name are
             verified against the system's trust store."""
-            context = _legacy_context(keyfile, certfile, context)
+            context = legacy_context(keyfile, certfile, context)
             return await self._run(_flows.starttls(self, context))
 
     async def sendmail(
@@ -755,21 +631,7 @@ class AsyncSMTP:
         chunking: bool | None = None,
         binarymime: bool = False,
     ) -> SendResult:
-        """Send one message and report on every recipient (smtpx's own API).
-
-        *message* is an ``email.message.Message`` (envelope from its headers unless
-        given, Bcc removed), ``str``, ``bytes``, a binary file or an iterable of bytes
-        (streamed, never read whole).  *recipients* may hold ``smtpx.Recipient`` objects
-        with their DSN options.  Options: *ret* (``"FULL"``/``"HDRS"``), *envid* and
-        *notify* (RFC 3461), *requiretls* (RFC 8689, needs TLS and the server's offer),
-        *chunking* (BDAT: None uses it when offered), *binarymime* (RFC 3030).
-
-        PIPELINING, SIZE, SMTPUTF8 and 8BITMIME are used automatically.  Returns a
-        ``SendResult``; refused recipients are in it, not raised, unless none was
-        accepted (``SMTPRecipientsRefused``).  A connection lost after the content was
-        sent raises ``SMTPOutcomeUnknown``.  Every exception carries ``.result`` when
-        recipients were already answered.
-        """
+        """``SMTP.deliver`` as a coroutine (see there, and docs/sending.md)."""
         options = DeliveryOptions(ret, envid, notify, requiretls, chunking, binarymime)
         return await self._run(
             _deliver.deliver(self, message, sender, recipients, options, self._lmtp)
@@ -832,7 +694,7 @@ class AsyncSMTP_SSL(AsyncSMTP):
         ) -> None:
             self.keyfile = keyfile
             self.certfile = certfile
-            context = _legacy_context(keyfile, certfile, context)
+            context = legacy_context(keyfile, certfile, context)
             self.context = context if context is not None else ssl.create_default_context()
             AsyncSMTP.__init__(self, host, port, local_hostname, timeout, source_address)
 

@@ -9,18 +9,28 @@ programs and CPython's own tests replace it (``smtplib.socket = mock_socket``);
 
 from __future__ import annotations
 
-import datetime
 import email.message
 import math
 import socket
 import ssl
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from .. import _deliver, _flows
+from .._clientbase import (
+    CRLF,
+    LMTP_PORT,
+    RECV_SIZE,
+    SMALL_WRITE,
+    SMTP_PORT,
+    SMTP_SSL_PORT,
+    ClientBase,
+    Response,
+    legacy_context,
+    redact,
+)
 from .._deliver import DeliveryOptions
 from .._exceptions import (
     SMTPConnectError,
@@ -32,7 +42,6 @@ from .._exceptions import (
 from .._protocol import (
     ClientConnection,
     Command,
-    DataEncoder,
     Event,
     LocalProtocolError,
     RemoteProtocolError,
@@ -42,27 +51,14 @@ from .._protocol import (
 )
 from .._results import Recipient, SendResult
 from .._timeouts import Timeouts
-from ..auth import cram_md5_response, plain_response
 
 __all__ = ["LMTP", "LMTP_PORT", "SMTP", "SMTP_PORT", "SMTP_SSL", "SMTP_SSL_PORT"]
 
-SMTP_PORT = 25
-SMTP_SSL_PORT = 465
-LMTP_PORT = 2003
-CRLF = "\r\n"
-
-# One recv() call's size.  Replies are small; 64 KiB takes a whole pipelined batch at once.
-_RECV_SIZE = 65536
-
-# A chunk this small goes out with its BDAT line in one write; a larger one separately,
-# so that it is not copied.
-_SMALL_WRITE = 64 * 1024
 
 _T = TypeVar("_T")
-Response = tuple[int, bytes]
 
 
-class SMTP:
+class SMTP(ClientBase):
     """A connection to an SMTP server, with the API of ``smtplib.SMTP``.
 
     >>> import smtpx
@@ -73,18 +69,6 @@ class SMTP:
     {}
     """
 
-    debuglevel = 0
-
-    sock: Any = None
-    file: Any = None
-    helo_resp: bytes | None = None
-    ehlo_msg = "ehlo"
-    ehlo_resp: bytes | None = None
-    does_esmtp = False
-    default_port = SMTP_PORT
-    _lmtp = False
-    _driver_class: ClassVar[type]  # set below the class: SMTP itself
-
     def __init__(
         self,
         host: str = "",
@@ -93,19 +77,8 @@ class SMTP:
         timeout: float | Timeouts | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
         source_address: tuple[str, int] | None = None,
     ) -> None:
-        self._host = host
-        self.timeout = timeout
-        self.esmtp_features: dict[str, str] = {}
-        self.command_encoding = "ascii"
-        self.source_address = source_address
-        self._auth_challenge_count = 0
-        self._conn: ClientConnection | None = None
-        self._data_replies: list[Response] = []
-        self._redacted: str | None = None
-        self._corked: list[bytes] | None = None
+        self._init_state(host, timeout, source_address)
         self._connect_deadline: float | None = None  # while connecting, with Timeouts
-        self.user = ""
-        self.password = ""
         if host:
             code, msg = self.connect(host, port)
             if code != 220:
@@ -125,11 +98,6 @@ class SMTP:
                 except socket.gaierror:
                     pass
                 self.local_hostname = f"[{address}]"
-
-    def __repr__(self) -> str:
-        # Never shows user or password (STYLE: secrets stay out of reprs).
-        where = f"{self._host!r}" if self.sock is not None else "not connected"
-        return f"<{type(self).__name__} {where}>"
 
     def __enter__(self) -> SMTP:
         return self
@@ -154,19 +122,6 @@ class SMTP:
             flow.close()
 
     # ------------------------------------------------------------ debugging
-
-    def set_debuglevel(self, debuglevel: int) -> None:
-        """1 prints each command and reply to stderr; 2 adds timestamps.
-
-        AUTH credentials are shown as ``********`` (smtplib prints them).
-        """
-        self.debuglevel = debuglevel
-
-    def _print_debug(self, *args: object) -> None:
-        if self.debuglevel > 1:
-            print(datetime.datetime.now().time(), *args, file=sys.stderr)
-        else:
-            print(*args, file=sys.stderr)
 
     # --------------------------------------------------------- the socket layer
 
@@ -280,7 +235,7 @@ class SMTP:
             self.close()
             raise SMTPProtocolError(-1, str(exc)) from None
         if secret:
-            self._redacted = _redact(command) + CRLF
+            self._redacted = redact(command) + CRLF
         self.send(command.text + CRLF)
 
     def _send_group(self, commands: list[tuple[str, str]]) -> None:
@@ -376,7 +331,7 @@ class SMTP:
                 if deadline is None:
                     timeout = sock.gettimeout()
                     deadline = math.inf if timeout is None else time.monotonic() + timeout
-                    data = sock.recv(_RECV_SIZE)
+                    data = sock.recv(RECV_SIZE)
                 else:
                     data = _recv_before(sock, deadline)
             except TimeoutError as exc:
@@ -441,33 +396,6 @@ class SMTP:
     def _tls_active(self) -> bool:
         return isinstance(self.sock, ssl.SSLSocket)
 
-    @property
-    def _in_transaction(self) -> bool:
-        return self._conn is not None and self._conn.in_transaction
-
-    @property
-    def _replies_pending(self) -> int:
-        return self._conn.pending if self._conn is not None else 0
-
-    def _encode_content(self, piece: bytes, last: bool) -> bytes:
-        """Message content in wire form; the last piece brings the terminator."""
-        if self._conn is None:
-            raise SMTPServerDisconnected("please run connect() first")
-        try:
-            wire = self._conn.send_data(piece)
-            return wire + self._conn.end_data() if last else wire
-        except LocalProtocolError as exc:
-            raise SMTPStateError(str(exc)) from None
-
-    def _content_encoder(self) -> DataEncoder:
-        if self._conn is None:
-            raise SMTPServerDisconnected("please run connect() first")
-        return self._conn.content_encoder()
-
-    @property
-    def _awaiting_final_reply(self) -> bool:
-        return self._conn is not None and self._conn.awaiting_final_reply
-
     def _send_chunk(self, chunk: bytes, last: bool) -> None:
         """One BDAT command and its chunk (RFC 3030 section 2)."""
         if self._conn is None:
@@ -476,7 +404,7 @@ class SMTP:
             line = self._conn.send_bdat(len(chunk), last)
         except LocalProtocolError as exc:
             raise SMTPStateError(str(exc)) from None
-        if len(chunk) <= _SMALL_WRITE:
+        if len(chunk) <= SMALL_WRITE:
             self.send(line + chunk)
         else:
             self.send(line)
@@ -491,10 +419,6 @@ class SMTP:
     def ehlo(self, name: str = "") -> Response:
         """EHLO (LHLO for LMTP); fills ``esmtp_features`` from the reply."""
         return self._run(_flows.ehlo(self, self.ehlo_msg, name or self.local_hostname))
-
-    def has_extn(self, opt: str) -> bool:
-        """Did the server offer the service extension *opt*?"""
-        return opt.lower() in self.esmtp_features
 
     def help(self, args: str = "") -> bytes:
         """HELP; returns the text of the reply."""
@@ -547,22 +471,6 @@ class SMTP:
         """AUTH with *authobject(challenge)* giving each response (RFC 4954)."""
         return self._run(_flows.auth(self, mechanism, authobject, initial_response_ok))
 
-    def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
-        """CRAM-MD5 (RFC 2195), from ``self.user`` and ``self.password``."""
-        if challenge is None:
-            return None  # CRAM-MD5 has no initial response
-        return cram_md5_response(self.user, self.password, challenge)
-
-    def auth_plain(self, challenge: bytes | None = None) -> str:
-        """PLAIN (RFC 4616), from ``self.user`` and ``self.password``."""
-        return plain_response(self.user, self.password)
-
-    def auth_login(self, challenge: bytes | None = None) -> str:
-        """LOGIN: the user name first, then the password."""
-        if challenge is None or self._auth_challenge_count < 2:
-            return self.user
-        return self.password
-
     def login(self, user: str, password: str, *, initial_response_ok: bool = True) -> Response:
         """Authenticate with the best mechanism both sides support."""
         return self._run(_flows.login(self, user, password, initial_response_ok))
@@ -584,7 +492,7 @@ class SMTP:
         ) -> Response:
             """STARTTLS (RFC 3207).  Without *context* the certificate and host name are
             verified against the system's trust store."""
-            context = _legacy_context(keyfile, certfile, context)
+            context = legacy_context(keyfile, certfile, context)
             return self._run(_flows.starttls(self, context))
 
     def sendmail(
@@ -652,44 +560,16 @@ class SMTP:
 SMTP._driver_class = SMTP  # the methods a pipelined transaction bypasses are compared to it
 
 
-def _redact(command: Command) -> str:
-    """The line as debug output shows it: SASL data replaced (STYLE: no secrets logged)."""
-    if command.keyword == "AUTH":
-        mechanism, _, initial = command.argument.partition(" ")
-        return f"{command.verb} {mechanism} ********" if initial else command.text
-    return "********"
-
-
-def _legacy_context(
-    keyfile: str | None, certfile: str | None, context: ssl.SSLContext | None
-) -> ssl.SSLContext | None:
-    """Python 3.11's keyfile/certfile arguments: a client certificate, in a context that
-    still verifies the server (smtplib's would not)."""
-    if context is not None and (keyfile is not None or certfile is not None):
-        raise ValueError("context and keyfile/certfile arguments are mutually exclusive")
-    if keyfile is None and certfile is None:
-        return context
-    warnings.warn(
-        "keyfile and certfile are deprecated, use a custom context instead",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    context = ssl.create_default_context()
-    if certfile is not None:
-        context.load_cert_chain(certfile, keyfile)
-    return context
-
-
 def _recv_before(sock: Any, deadline: float) -> bytes:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError("timed out")
     if deadline == math.inf:
-        return sock.recv(_RECV_SIZE)  # type: ignore[no-any-return]
+        return sock.recv(RECV_SIZE)  # type: ignore[no-any-return]
     previous = sock.gettimeout()
     sock.settimeout(remaining)
     try:
-        return sock.recv(_RECV_SIZE)  # type: ignore[no-any-return]
+        return sock.recv(RECV_SIZE)  # type: ignore[no-any-return]
     finally:
         sock.settimeout(previous)
 
@@ -730,7 +610,7 @@ class SMTP_SSL(SMTP):
         ) -> None:
             self.keyfile = keyfile
             self.certfile = certfile
-            context = _legacy_context(keyfile, certfile, context)
+            context = legacy_context(keyfile, certfile, context)
             self.context = context if context is not None else ssl.create_default_context()
             SMTP.__init__(self, host, port, local_hostname, timeout, source_address)
 
