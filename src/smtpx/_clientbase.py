@@ -10,8 +10,16 @@ import sys
 import warnings
 from typing import Any, ClassVar
 
-from ._exceptions import SMTPServerDisconnected, SMTPStateError
-from ._protocol import ClientConnection, Command, DataEncoder, LocalProtocolError
+from ._exceptions import SMTPProtocolError, SMTPServerDisconnected, SMTPStateError
+from ._protocol import (
+    ClientConnection,
+    Command,
+    DataEncoder,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Reply,
+    ReplyTooLong,
+)
 from ._timeouts import Timeouts
 from .auth import cram_md5_response, plain_response
 
@@ -120,6 +128,28 @@ class ClientBase:
     @property
     def _awaiting_final_reply(self) -> bool:
         return self._conn is not None and self._conn.awaiting_final_reply
+
+    def _show_reply(self, reply: Reply) -> None:
+        """smtplib's debug lines for one reply."""
+        if self.debuglevel > 0:
+            for line in reply.raw:
+                self._print_debug("reply:", repr(line))
+            self._print_debug(f"reply: retcode ({reply.code}); Msg: {reply.message!a}")
+
+    def _take_replies(self, conn: ClientConnection, limit: int) -> list[Reply]:
+        """Replies already received, up to *limit*; a broken reply closes the connection.
+        (Closing is synchronous in both drivers here: the connection is cut.)"""
+        try:
+            return conn.next_replies(limit)
+        except ReplyTooLong as exc:
+            self._cut()
+            raise SMTPProtocolError(500, str(exc)) from None
+        except RemoteProtocolError as exc:
+            self._cut()
+            raise SMTPProtocolError(-1, str(exc)) from None
+
+    def _cut(self) -> None:
+        raise NotImplementedError
 
     def _encode_content(self, piece: bytes, last: bool) -> bytes:
         """Message content in wire form; the last piece brings the terminator."""

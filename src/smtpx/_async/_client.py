@@ -337,22 +337,22 @@ class AsyncSMTP(ClientBase):
             raise SMTPServerDisconnected("please run connect() first")
         if self._corked is not None:
             await self._flush()
-        replies = []
+        replies: list[Response] = []
         async with self._serialized():
-            for _ in range(count):
-                try:
-                    reply = await self._read_reply(conn)
-                except asyncio.CancelledError:
-                    self._abort()  # a reply may be half read: out of step
-                    raise
-                if self.debuglevel > 0:
-                    for line in reply.raw:
-                        self._print_debug("reply:", repr(line))
-                    self._print_debug(f"reply: retcode ({reply.code}); Msg: {reply.message!a}")
-                replies.append((reply.code, reply.message))
-                if reply.code == 421:
-                    await self.close()  # RFC 5321 section 3.8
-                    break
+            try:
+                while len(replies) < count:
+                    batch = self._take_replies(conn, count - len(replies))
+                    if not batch:
+                        batch = [await self._read_reply(conn)]  # wait for more bytes
+                    for reply in batch:
+                        self._show_reply(reply)
+                        replies.append((reply.code, reply.message))
+                        if reply.code == 421:
+                            await self.close()  # RFC 5321 section 3.8
+                            return replies
+            except asyncio.CancelledError:
+                self._abort()  # a reply may be half read: out of step
+                raise
         return replies
 
     async def _cork(self) -> None:
@@ -444,6 +444,9 @@ class AsyncSMTP(ClientBase):
         except asyncio.CancelledError:
             writer.transport.abort()
             raise
+
+    def _cut(self) -> None:
+        self._abort()
 
     def _abort(self) -> None:
         """Cut the connection at once (cancellation cannot wait for a clean close)."""

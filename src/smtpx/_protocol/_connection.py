@@ -284,6 +284,21 @@ class ClientConnection:
         self._on_reply(self._pending.popleft(), reply)
         return reply
 
+    def next_replies(self, limit: int) -> list[Reply]:
+        """Replies already received in full, up to *limit*, each paired with its command
+        (a pipelined batch in one call); none when more bytes are needed."""
+        replies: list[Reply] = []
+        parser, pending = self._parser, self._pending
+        while len(replies) < limit and self.state is not State.CLOSED:
+            reply = parser.next_reply()
+            if reply is None:
+                break
+            if not pending:
+                raise RemoteProtocolError(f"unsolicited reply from the server: {reply.code}")
+            self._on_reply(pending.popleft(), reply)
+            replies.append(reply)
+        return replies
+
     def _on_reply(self, keyword: str, reply: Reply) -> None:
         code = reply.code
         if code == 421:

@@ -266,17 +266,17 @@ class SMTP(ClientBase):
             raise SMTPServerDisconnected("please run connect() first")
         if self._corked is not None:
             self._flush()
-        replies = []
-        for _ in range(count):
-            reply = self._read_reply(conn)
-            if self.debuglevel > 0:
-                for line in reply.raw:
-                    self._print_debug("reply:", repr(line))
-                self._print_debug(f"reply: retcode ({reply.code}); Msg: {reply.message!a}")
-            replies.append((reply.code, reply.message))
-            if reply.code == 421:
-                self.close()  # RFC 5321 section 3.8
-                break
+        replies: list[Response] = []
+        while len(replies) < count:
+            batch = self._take_replies(conn, count - len(replies))
+            if not batch:
+                batch = [self._read_reply(conn)]  # wait for more bytes
+            for reply in batch:
+                self._show_reply(reply)
+                replies.append((reply.code, reply.message))
+                if reply.code == 421:
+                    self.close()  # RFC 5321 section 3.8
+                    return replies
         return replies
 
     def _cork(self) -> None:
@@ -369,6 +369,9 @@ class SMTP(ClientBase):
                 self._conn.close()
             if sock:
                 sock.close()
+
+    def _cut(self) -> None:
+        self.close()
 
     def _start_tls(self, context: ssl.SSLContext | None) -> None:
         if self._conn is None:
