@@ -434,3 +434,41 @@ def test_arbitrary_bytes_give_replies_none_or_a_protocol_error(
                 assert budget > 0
     except RemoteProtocolError:
         pass
+
+
+def _batched(chunks: list[bytes], limit: int) -> list[Reply]:
+    parser = ReplyParser()
+    out: list[Reply] = []
+    for chunk in chunks:
+        parser.feed(chunk)
+        while batch := parser.next_replies(limit):
+            assert len(batch) <= limit
+            out.extend(batch)
+    return out
+
+
+@SETTINGS
+@given(st.lists(replies(), min_size=1, max_size=12), st.integers(1, 8), st.data())
+def test_batched_replies_agree_with_one_at_a_time(
+    generated: list[tuple[bytes, Reply]], limit: int, data: st.DataObject
+) -> None:
+    """The fast path for runs of one-line replies gives what next_reply gives."""
+    stream = b"".join(raw for raw, _ in generated)
+    expected = [reply for _, reply in generated]
+    assert _batched([stream], limit) == expected
+    assert _batched(data.draw(split(stream)), limit) == expected
+
+
+@SETTINGS
+@given(st.one_of(st.binary(max_size=200), noisy()), st.integers(1, 8))
+def test_batched_replies_on_arbitrary_bytes(stream: bytes, limit: int) -> None:
+    """Same replies, or the same error, as the careful path."""
+    try:
+        expected: list[Reply] | type[Exception] = parse(stream)
+    except RemoteProtocolError as exc:
+        expected = type(exc)
+    try:
+        got: list[Reply] | type[Exception] = _batched([stream], limit)
+    except RemoteProtocolError as exc:
+        got = type(exc)
+    assert got == expected

@@ -139,6 +139,10 @@ class ClientConnection:
         return len(self._pending)
 
     @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    @property
     def awaiting_final_reply(self) -> bool:
         """True when the next reply is one that ends a message (after its content)."""
         return bool(self._pending) and self._pending.first() == _END_OF_DATA
@@ -181,11 +185,11 @@ class ClientConnection:
             for command in commands[:-1]:
                 if command.keyword not in _PIPELINABLE:
                     raise LocalProtocolError(f"{command.verb!r} cannot be followed in a group")
-        wires = [command.wire(encoding) for command in commands]
+        data = ("\r\n".join([command.text for command in commands]) + "\r\n").encode(encoding)
         self.send(commands[0], encoding)
         for command in commands[1:]:
             self._pending.append(command.keyword)
-        return b"".join(wires)
+        return data
 
     def send_bdat(self, size: int, last: bool) -> bytes:
         """The BDAT line for a chunk of *size* octets (RFC 3030 section 2), which the
@@ -287,20 +291,26 @@ class ClientConnection:
     def next_replies(self, limit: int) -> list[Reply]:
         """Replies already received in full, up to *limit*, each paired with its command
         (a pipelined batch in one call); none when more bytes are needed."""
-        replies: list[Reply] = []
-        parser, pending = self._parser, self._pending
-        while len(replies) < limit and self.state is not State.CLOSED:
-            reply = parser.next_reply()
-            if reply is None:
-                break
+        if self.state is State.CLOSED:
+            return []
+        # Only as many as are due: the parser keeps the rest for the next call, where an
+        # extra reply is seen for what it is (unsolicited).
+        replies = self._parser.next_replies(min(limit, len(self._pending)) or 1)
+        pending = self._pending
+        for index, reply in enumerate(replies):
             if not pending:
                 raise RemoteProtocolError(f"unsolicited reply from the server: {reply.code}")
             self._on_reply(pending.popleft(), reply)
-            replies.append(reply)
+            if self.closed:
+                return replies[: index + 1]  # 421: whatever follows is not read
         return replies
 
     def _on_reply(self, keyword: str, reply: Reply) -> None:
         code = reply.code
+        if keyword == "RCPT" and code != 421:  # the common case first: fan-outs
+            if code in (250, 251):
+                self.accepted_recipients += 1
+            return
         if code == 421:
             # RFC 5321 section 3.8: the service is closing the channel, whatever we sent.
             self.close()

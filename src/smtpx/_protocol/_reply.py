@@ -166,7 +166,10 @@ class ReplyParser:
             pos = end + 1
             if len(line) > MAX_LINE:
                 raise ReplyTooLong(f"reply line longer than {MAX_LINE} bytes")
-            code, last, text = _split_line(line)
+            if line[3:4] == b" " and line[:3].isdigit() and line[0] in _FIRST_DIGITS:
+                code, last, text = int(line[:3]), True, line[4:].strip(b" \t")  # fast path
+            else:
+                code, last, text = _split_line(line)
             if self._lines and code != self._code:
                 raise RemoteProtocolError(
                     f"reply lines with different codes: {self._code} and {code}"
@@ -188,3 +191,33 @@ class ReplyParser:
                 self._reset_reply()
                 self._pos = pos
                 return reply
+
+    def next_replies(self, limit: int) -> list[Reply]:
+        """Up to *limit* complete replies: ``next_reply`` in a loop, with a fast path for
+        a run of one-line replies (a pipelined fan-out answers 100 RCPTs at once)."""
+        replies: list[Reply] = []
+        if not self._lines:
+            buffer, pos = self._buffer, self._pos
+            end = buffer.rfind(b"\n", pos)
+            if end >= 0 and end - pos < MAX_REPLY_BYTES:
+                lines = buffer[pos:end].split(b"\n")
+                for line in lines[: limit - len(replies)]:
+                    text_line = line[:-1] if line.endswith(b"\r") else line
+                    if not (
+                        text_line[3:4] == b" "
+                        and text_line[:3].isdigit()
+                        and text_line[0] in _FIRST_DIGITS
+                        and len(text_line) <= MAX_LINE
+                    ):
+                        break  # anything else takes the careful path below
+                    replies.append(
+                        Reply(int(text_line[:3]), (text_line[4:].strip(b" \t"),), (line + b"\n",))
+                    )
+                    pos += len(line) + 1
+                self._pos = pos
+        while len(replies) < limit:
+            reply = self.next_reply()
+            if reply is None:
+                break
+            replies.append(reply)
+        return replies
