@@ -378,7 +378,8 @@ def sendmail(
     Differences (docs/compatibility.md): the envelope is checked before anything is sent;
     for LMTP each accepted recipient's own reply after the content decides its fate.
     """
-    yield Call("ehlo_or_helo_if_needed")
+    if not (greeted(client) and method_intact(client, "ehlo_or_helo_if_needed")):
+        yield Call("ehlo_or_helo_if_needed")
     recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
     smtputf8 = any(option.lower() == "smtputf8" for option in mail_options)
     check_envelope(
@@ -447,6 +448,18 @@ def _judge_delivery(
 # The methods a pipelined transaction bypasses.  If a subclass or a test replaced any of
 # them, the transaction goes step by step so that the replacement is still called.
 _PIPELINE_BYPASSES = ("mail", "rcpt", "data", "putcmd", "getreply", "send")
+
+
+def greeted(client: Client) -> bool:
+    """EHLO or HELO was answered this session (``ehlo_or_helo_if_needed`` would do nothing)."""
+    return client.helo_resp is not None or client.ehlo_resp is not None
+
+
+def method_intact(client: Client, name: str) -> bool:
+    """*name* is the driver's own method: neither overridden nor replaced on the instance."""
+    return name not in vars(client) and getattr(type(client), name) is getattr(
+        client._driver_class, name
+    )
 
 
 def graph_intact(client: Client) -> bool:
