@@ -17,9 +17,9 @@ import base64
 import binascii
 import email.message
 import warnings
-from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 from ._addresses import addr_only, check_envelope, quoteaddr
 from ._exceptions import (
@@ -40,15 +40,16 @@ from ._protocol import MAX_CHALLENGES, DataEncoder, Extensions, normalized_size
 __all__ = ["Call", "Client", "Flow"]
 
 Response = tuple[int, bytes]
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One step of a flow: call ``client.<method>(*args, **kwargs)``."""
+class Call(NamedTuple):
+    """One step of a flow: call ``client.<method>(*args, **kwargs)``.  (A named tuple:
+    a transaction makes several, and they cost less to create than a dataclass.)"""
 
     method: str
     args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: Mapping[str, Any] = _NO_KWARGS
 
 
 T = TypeVar("T")
