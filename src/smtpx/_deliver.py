@@ -47,9 +47,6 @@ __all__ = ["DeliveryOptions", "deliver"]
 Content = email.message.Message | str | bytes | bytearray | memoryview | Any
 # BDAT chunks are sent in pieces of this size (RFC 3030 leaves it to the client).
 BDAT_CHUNK = 1024 * 1024
-# A message up to this size goes out with MAIL and RCPT in one write when the server
-# takes BDAT and PIPELINING: one round trip for the whole transaction.
-_SMALL = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
