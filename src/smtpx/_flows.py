@@ -386,16 +386,15 @@ def sendmail(
     check_envelope(
         [from_addr, *recipients], [*mail_options, *rcpt_options], "utf-8" if smtputf8 else "ascii"
     )
-    check_content(msg)
-    content = msg  # streamed as it is; never copied whole
+    check_content(msg)  # the message is streamed as it is, never copied whole
     esmtp_opts: list[str] = []
     if client.does_esmtp:
         if client.has_extn("size"):
-            esmtp_opts.append(f"size={normalized_size(content)}")
+            esmtp_opts.append(f"size={normalized_size(msg)}")
         esmtp_opts.extend(mail_options)
     if client.has_extn("pipelining") and graph_intact(client):
         accepted, refused, code, resp = yield from _pipelined_transaction(
-            client, from_addr, recipients, content, esmtp_opts, rcpt_options
+            client, from_addr, recipients, msg, esmtp_opts, rcpt_options
         )
     else:
         code, resp = yield Call("mail", (from_addr, esmtp_opts))
@@ -415,7 +414,7 @@ def sendmail(
         if not accepted:
             yield Call("_rset")
             raise SMTPRecipientsRefused(refused)
-        code, resp = yield Call("data", (content,))
+        code, resp = yield Call("data", (msg,))
     return (yield from _judge_delivery(client, accepted, refused, code, resp, lmtp))
 
 
@@ -465,13 +464,7 @@ def method_intact(client: Client, name: str) -> bool:
 
 def graph_intact(client: Client) -> bool:
     # Checked on every call, not cached: tests patch methods on the class at run time.
-    base = client._driver_class
-    cls = type(client)
-    instance = vars(client)
-    return all(
-        name not in instance and getattr(cls, name) is getattr(base, name)
-        for name in _PIPELINE_BYPASSES
-    )
+    return all(method_intact(client, name) for name in _PIPELINE_BYPASSES)
 
 
 def _pipelined_transaction(
