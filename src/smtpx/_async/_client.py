@@ -245,8 +245,7 @@ class AsyncSMTP(ClientBase):
         self.command_encoding = "ascii"
         self.file = None
         if not self.local_hostname:
-            loop = asyncio.get_running_loop()
-            self.local_hostname = await loop.run_in_executor(None, _default_local_hostname)
+            self.local_hostname = await _local_hostname()
 
     async def send(self, s: str | bytes) -> None:
         """Send *s* to the server as it is (str is encoded with ``command_encoding``)."""
@@ -646,6 +645,18 @@ class AsyncSMTP(ClientBase):
 
 
 AsyncSMTP._driver_class = AsyncSMTP  # the methods a pipelined transaction bypasses
+
+
+_found_hostname: list[str] = []  # found once per process: a DNS lookup, in a thread
+
+
+async def _local_hostname() -> str:
+    """The default EHLO name.  Looked up (``socket.getfqdn``, which may block on DNS) in
+    the loop's executor, once per process rather than once per connection."""
+    if not _found_hostname:
+        loop = asyncio.get_running_loop()
+        _found_hostname.append(await loop.run_in_executor(None, _default_local_hostname))
+    return _found_hostname[0]
 
 
 def _default_local_hostname() -> str:
