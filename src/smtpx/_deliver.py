@@ -288,6 +288,8 @@ def deliver(
         # RFC 3030 section 4.2: a refused chunk fails the whole transaction.
         yield from _abandon(client, final or [chunk_failure])
         raise _with_result(SMTPDataError(*chunk_failure), results, chunk_failure)
+    if not final:  # the session ended without the reply that ends the message
+        raise _with_result(SMTPOutcomeUnknown("no final reply was received"), results, replies[-1])
     return (yield from _conclude(client, results, final, lmtp))
 
 
