@@ -1,5 +1,6 @@
 """The asyncio front end: ``AsyncSMTP``, ``AsyncSMTP_SSL`` and ``AsyncLMTP``."""
 
-from ._client import AsyncLMTP, AsyncSMTP, AsyncSMTP_SSL
+from ._client import AsyncSMTP
+from ._variants import AsyncLMTP, AsyncSMTP_SSL
 
 __all__ = ["AsyncLMTP", "AsyncSMTP", "AsyncSMTP_SSL"]
