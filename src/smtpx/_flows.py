@@ -403,19 +403,26 @@ def sendmail(
             raise SMTPSenderRefused(code, resp, from_addr)
         refused, accepted = {}, []
         for recipient in recipients:
-            code, resp = yield Call("rcpt", (recipient, rcpt_options))
-            if code in (250, 251):
-                accepted.append(recipient)
-            else:
-                refused[recipient] = (code, resp)
-            if code == 421:
-                yield Call("close")
-                raise SMTPRecipientsRefused(refused)
+            reply = yield Call("rcpt", (recipient, rcpt_options))
+            yield from _tally(recipient, reply, accepted, refused)
         if not accepted:
             yield Call("_rset")
             raise SMTPRecipientsRefused(refused)
         code, resp = yield Call("data", (msg,))
     return (yield from _judge_delivery(client, accepted, refused, code, resp, lmtp))
+
+
+def _tally(
+    recipient: str, reply: Response, accepted: list[str], refused: dict[str, Response]
+) -> Flow[None]:
+    """One RCPT reply, smtplib's way: 250 and 251 accept; a 421 ends everything at once."""
+    if reply[0] in (250, 251):
+        accepted.append(recipient)
+    else:
+        refused[recipient] = reply
+    if reply[0] == 421:
+        yield Call("close")
+        raise SMTPRecipientsRefused(refused)
 
 
 def _judge_delivery(
@@ -492,14 +499,8 @@ def _pipelined_transaction(
         raise SMTPSenderRefused(code, resp, from_addr)
     refused: dict[str, Response] = {}
     accepted: list[str] = []
-    for recipient, (code, resp) in zip(recipients, replies[1:], strict=False):
-        if code in (250, 251):
-            accepted.append(recipient)
-        else:
-            refused[recipient] = (code, resp)
-        if code == 421:
-            yield Call("close")
-            raise SMTPRecipientsRefused(refused)
+    for recipient, reply in zip(recipients, replies[1:], strict=False):
+        yield from _tally(recipient, reply, accepted, refused)
     if not accepted:
         yield from _end_refused(replies)
         raise SMTPRecipientsRefused(refused)
