@@ -404,7 +404,9 @@ def sendmail(
         refused, accepted = {}, []
         for recipient in recipients:
             reply = yield Call("rcpt", (recipient, rcpt_options))
-            yield from _tally(recipient, reply, accepted, refused)
+            if _tally(recipient, reply, accepted, refused):
+                yield Call("close")
+                raise SMTPRecipientsRefused(refused)
         if not accepted:
             yield Call("_rset")
             raise SMTPRecipientsRefused(refused)
@@ -414,15 +416,15 @@ def sendmail(
 
 def _tally(
     recipient: str, reply: Response, accepted: list[str], refused: dict[str, Response]
-) -> Flow[None]:
-    """One RCPT reply, smtplib's way: 250 and 251 accept; a 421 ends everything at once."""
+) -> bool:
+    """One RCPT reply, smtplib's way: 250 and 251 accept.  True for a 421, which ends
+    the transaction at once (the caller closes and raises).  A plain function, not a
+    flow: it runs once per recipient of a fan-out."""
     if reply[0] in (250, 251):
         accepted.append(recipient)
     else:
         refused[recipient] = reply
-    if reply[0] == 421:
-        yield Call("close")
-        raise SMTPRecipientsRefused(refused)
+    return reply[0] == 421
 
 
 def _judge_delivery(
@@ -500,7 +502,9 @@ def _pipelined_transaction(
     refused: dict[str, Response] = {}
     accepted: list[str] = []
     for recipient, reply in zip(recipients, replies[1:], strict=False):
-        yield from _tally(recipient, reply, accepted, refused)
+        if _tally(recipient, reply, accepted, refused):
+            yield Call("close")
+            raise SMTPRecipientsRefused(refused)
     if not accepted:
         yield from _end_refused(replies)
         raise SMTPRecipientsRefused(refused)

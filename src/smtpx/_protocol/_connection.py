@@ -93,20 +93,23 @@ class _Outstanding:
         return self._queue[-1]
 
     def _count(self, keyword: str, step: int) -> None:
-        if keyword not in _PIPELINABLE:
-            self.blocking += step
-            if keyword != "BDAT":
-                self.blocking_chunks += step
+        if keyword in _PIPELINABLE:
+            return  # MAIL, RCPT, RSET: the common case, nothing to count
+        self.blocking += step
+        if keyword != "BDAT":
+            self.blocking_chunks += step
         if keyword == _END_OF_DATA:
             self.final += step
 
     def append(self, keyword: str) -> None:
         self._queue.append(keyword)
-        self._count(keyword, 1)
+        if keyword not in _PIPELINABLE:
+            self._count(keyword, 1)
 
     def popleft(self) -> str:
         keyword = self._queue.popleft()
-        self._count(keyword, -1)
+        if keyword not in _PIPELINABLE:
+            self._count(keyword, -1)
         return keyword
 
     def clear(self) -> None:
@@ -182,13 +185,15 @@ class ClientConnection:
                 raise LocalProtocolError(self._why_not_now())
             if "pipelining" not in self.extensions:
                 raise LocalProtocolError("the server does not offer PIPELINING")
-            for command in commands[:-1]:
-                if command.keyword not in _PIPELINABLE:
+            keywords = [command.verb.upper() for command in commands]
+            for keyword, command in zip(keywords[:-1], commands, strict=False):
+                if keyword not in _PIPELINABLE:
                     raise LocalProtocolError(f"{command.verb!r} cannot be followed in a group")
         data = ("\r\n".join([command.text for command in commands]) + "\r\n").encode(encoding)
         self.send(commands[0], encoding)
-        for command in commands[1:]:
-            self._pending.append(command.keyword)
+        if len(commands) > 1:
+            for keyword in keywords[1:]:
+                self._pending.append(keyword)
         return data
 
     def send_bdat(self, size: int, last: bool) -> bytes:
