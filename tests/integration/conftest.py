@@ -17,6 +17,8 @@ from typing import TypeVar
 
 import pytest
 
+import smtpx
+
 from .servers import BaseServer, DovecotLMTPServer, PostfixServer, ServerUnavailable
 
 ServerT = TypeVar("ServerT", bound=BaseServer)
@@ -59,3 +61,14 @@ def dovecot() -> Iterator[DovecotLMTPServer]:
     """A running Dovecot LMTP: ``.host``, ``.port``, ``.socket_path``,
     ``.client_context()``, ``.mailbox(address)``; see ``servers/dovecot.py``."""
     yield from _serve(DovecotLMTPServer.start, "Dovecot LMTP")
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def lmtp(request: pytest.FixtureRequest, dovecot: DovecotLMTPServer) -> Iterator[smtpx.LMTP]:
+    """An LMTP session with Dovecot over TCP, or over its unix socket (host as a path)."""
+    if request.param == "tcp":
+        client = smtpx.LMTP(dovecot.host, dovecot.port, timeout=10.0)
+    else:
+        client = smtpx.LMTP(dovecot.socket_path, timeout=10.0)
+    with client:
+        yield client

@@ -5,7 +5,6 @@ and compared with what was sent."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -14,7 +13,7 @@ import pytest
 import smtpx
 from smtpx.testing import SinkServer
 
-from .servers import DovecotLMTPServer, PostfixServer, make_message
+from .servers import DovecotLMTPServer, PostfixServer, make_message, new_token
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +26,6 @@ T = TypeVar("T")
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
-
-
-def new_token() -> str:
-    return f"smtpx-{uuid.uuid4().hex}"
 
 
 # ------------------------------------------------------------------------- aiosmtpd

@@ -6,34 +6,19 @@ with their own reply (RFC 2033 section 4.2).  Deliveries are read back from the 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 import smtpx
 
-from .servers import DovecotLMTPServer, make_message
+from .servers import DovecotLMTPServer, make_message, new_token
 
 pytestmark = pytest.mark.integration
 
 SENDER = "sender@client.test"
 TIMEOUT = 10.0
 CHUNKING = [pytest.param(None, id="bdat"), pytest.param(False, id="data")]
-
-
-def new_token() -> str:
-    return f"smtpx-{uuid.uuid4().hex}"
-
-
-@pytest.fixture(params=["tcp", "unix"])
-def lmtp(request: pytest.FixtureRequest, dovecot: DovecotLMTPServer) -> Iterator[smtpx.LMTP]:
-    if request.param == "tcp":
-        client = smtpx.LMTP(dovecot.host, dovecot.port, timeout=TIMEOUT)
-    else:
-        client = smtpx.LMTP(dovecot.socket_path, timeout=TIMEOUT)
-    with client:
-        yield client
 
 
 @pytest.mark.parametrize("chunking", CHUNKING)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
@@ -21,7 +20,7 @@ import pytest
 
 import smtpx
 
-from .servers import PostfixServer, make_message, strip_trace_fields
+from .servers import PostfixServer, make_message, new_token, strip_trace_fields
 
 pytestmark = pytest.mark.integration
 
@@ -31,10 +30,6 @@ BOB = "bob@example.test"
 JOHN = "j\u00f6hn@example.test"  # a mailbox of servers/postfix.py, for SMTPUTF8
 TIMEOUT = 10.0
 QUEUE_ID = re.compile(r"[0-9A-F]+")
-
-
-def new_token() -> str:
-    return f"smtpx-{uuid.uuid4().hex}"
 
 
 @pytest.fixture

@@ -8,35 +8,18 @@ Every delivery is read back from the maildir and compared with what was sent.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
 
 import smtpx
 
-from .servers import DovecotLMTPServer, make_message
+from .servers import DovecotLMTPServer, make_message, new_token
 
 pytestmark = pytest.mark.integration
 
 SENDER = "sender@client.test"
 TIMEOUT = 10.0
-
-
-def new_token() -> str:
-    return f"smtpx-{uuid.uuid4().hex}"
-
-
-@pytest.fixture(params=["tcp", "unix"])
-def lmtp(request: pytest.FixtureRequest, dovecot: DovecotLMTPServer) -> Iterator[smtpx.LMTP]:
-    """An LMTP session over TCP, or over the unix socket (host given as a path)."""
-    if request.param == "tcp":
-        client = smtpx.LMTP(dovecot.host, dovecot.port, timeout=TIMEOUT)
-    else:
-        client = smtpx.LMTP(dovecot.socket_path, timeout=TIMEOUT)
-    with client:
-        yield client
 
 
 def test_lhlo_extensions(lmtp: smtpx.LMTP) -> None:

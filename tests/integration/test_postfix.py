@@ -7,7 +7,6 @@ with what was sent: a 250 from the server is not enough to pass.
 from __future__ import annotations
 
 import ssl
-import uuid
 from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
@@ -17,7 +16,7 @@ import pytest
 
 import smtpx
 
-from .servers import PostfixServer, make_message, strip_trace_fields
+from .servers import PostfixServer, make_message, new_token, strip_trace_fields
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +26,6 @@ BOB = "bob@example.test"
 JOHN = "jöhn@example.test"
 # Bound on every socket operation, so that a protocol bug fails instead of hanging.
 TIMEOUT = 10.0
-
-
-def new_token() -> str:
-    return f"smtpx-{uuid.uuid4().hex}"
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Real mail servers for the integration tests, each in its own temp dir on loopback."""
 
 from ._common import BaseServer, ServerStartError, ServerUnavailable
-from ._maildir import Mailbox, expected_delivery, make_message, strip_trace_fields, to_lf
+from ._maildir import Mailbox, expected_delivery, make_message, new_token, strip_trace_fields, to_lf
 from .dovecot import DovecotLMTPServer
 from .postfix import PostfixServer
 
@@ -14,6 +14,7 @@ __all__ = [
     "ServerUnavailable",
     "expected_delivery",
     "make_message",
+    "new_token",
     "strip_trace_fields",
     "to_lf",
 ]

@@ -301,6 +301,8 @@ class BaseServer:
         self.workdir = workdir
         self.tls = tls
         self.process: ServerProcess | None = None
+        self.host = "127.0.0.1"
+        self.port = 0  # chosen when the server starts
 
     @staticmethod
     def check_installed() -> str:

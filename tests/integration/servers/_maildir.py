@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,11 @@ def strip_trace_fields(delivered: bytes) -> bytes:
             continue
         break
     return b"\n".join(lines[index:])
+
+
+def new_token() -> str:
+    """A unique marker to find one test's message among the delivered ones."""
+    return f"smtpx-{uuid.uuid4().hex}"
 
 
 def make_message(

@@ -112,8 +112,6 @@ class DovecotLMTPServer(BaseServer):
 
     def __init__(self, workdir: Path, tls: TLSFiles) -> None:
         super().__init__(workdir, tls)
-        self.host = "127.0.0.1"
-        self.port = 0
         self.socket_path = str(workdir / "lmtp.sock")
 
     @staticmethod

@@ -158,8 +158,6 @@ class PostfixServer(BaseServer):
 
     def __init__(self, workdir: Path, tls: TLSFiles) -> None:
         super().__init__(workdir, tls)
-        self.host = "127.0.0.1"
-        self.port = 0
         self.smtps_port = 0
 
     @staticmethod
