@@ -34,6 +34,11 @@ import aiosmtplib
 
 import smtpx
 
+try:  # the ceiling clients (bench/ceiling.py), run as a script or imported from bench/
+    import ceiling
+except ImportError:
+    from bench import ceiling
+
 try:
     from smtpx._async import AsyncSMTP
 except Exception:  # not written yet, or broken: skip its column
@@ -42,7 +47,10 @@ except Exception:  # not written yet, or broken: skip its column
 HOST = "127.0.0.1"
 SENDER = "sender@example.org"
 CLIENTS = ["smtplib", "smtpx", "aiosmtplib", "smtpx-async"]
-ASYNC_CLIENTS = {"aiosmtplib", "smtpx-async"}
+# Opt-in (--client raw raw-async): bare loops that parse and check nothing, the upper
+# bound for any Python client here; only for the small and conns workloads.
+CEILING = list(ceiling.CLIENTS)
+ASYNC_CLIENTS = {"aiosmtplib", "smtpx-async", "raw-async"}
 WORKLOADS = ["small", "fanout", "large", "conns", "sessions"]
 CONN_COUNTS = [1, 8, 32]
 MB = 1_000_000
@@ -105,7 +113,7 @@ def recipients(n: int) -> list[str]:
 
 
 def available_clients() -> list[str]:
-    return [c for c in CLIENTS if c != "smtpx-async" or AsyncSMTP is not None]
+    return [c for c in CLIENTS if c != "smtpx-async" or AsyncSMTP is not None] + CEILING
 
 
 def sync_factory(name: str) -> Callable[[int], Any]:
@@ -269,6 +277,7 @@ def child(name: str, workload: str, port: int, quick: bool) -> None:
 
     sz = sizes(quick)
     ctx: dict[str, Any] = {
+        "sender": SENDER,
         "msgs": [small_message(i) for i in range(16)],
         "rcpts": recipients(sz["fanout_rcpts"]),
     }
@@ -280,7 +289,11 @@ def child(name: str, workload: str, port: int, quick: bool) -> None:
         ctx["warm"] = warm
         ctx.pop("t0", None)
         t0 = time.perf_counter()
-        if name in ASYNC_CLIENTS:
+        if name == "raw":
+            units = ceiling.sync_run(HOST, workload, port, sz, ctx)
+        elif name == "raw-async":
+            units = asyncio.run(ceiling.async_run(HOST, workload, port, sz, ctx))
+        elif name in ASYNC_CLIENTS:
             units = asyncio.run(async_run(name, workload, port, sz, ctx))
         else:
             units = sync_run(name, workload, port, sz, ctx)
@@ -432,8 +445,8 @@ def report(
 
     others = [c for c in clients if c != "smtplib"]
     head = ["workload", "smtplib (absolute)"] + [f"{c} / smtplib" for c in others]
-    if "smtpx-async" in clients:
-        head.append("smtpx-async / aiosmtplib")
+    by_aiosmtplib = [c for c in ("smtpx-async", "raw-async") if c in clients]
+    head += [f"{c} / aiosmtplib" for c in by_aiosmtplib]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for w in workloads:
         base = median_rate(w, "smtplib")
@@ -447,8 +460,7 @@ def report(
             label = f"large ({sz['large_bytes'] // MB} MB x {sz['large_times']}, dots + bare LF)"
         row = [label, f"1.00 ({fmt_rate(base)} {unit})" if base else "-"]
         row += [ratio(median_rate(w, c), base) for c in others]
-        if "smtpx-async" in clients:
-            row.append(ratio(median_rate(w, "smtpx-async"), median_rate(w, "aiosmtplib")))
+        row += [ratio(median_rate(w, c), median_rate(w, "aiosmtplib")) for c in by_aiosmtplib]
         lines.append("| " + " | ".join(row) + " |")
 
     # Absolute medians and spread, for judging noise.
@@ -494,7 +506,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=None, help="rounds (default 5, --quick 3)")
     ap.add_argument("--pin", action="store_true", help="sink on CPU 1, clients on CPU 0")
     ap.add_argument("--workload", nargs="+", choices=WORKLOADS, default=None)
-    ap.add_argument("--client", nargs="+", choices=CLIENTS, default=None, help="subset")
+    ap.add_argument("--client", nargs="+", choices=CLIENTS + CEILING, default=None, help="subset")
     ap.add_argument("--json", metavar="PATH", help="also write every run's raw result here")
     ap.add_argument("--child", nargs=3, metavar=("CLIENT", "WORKLOAD", "PORT"), help="internal")
     args = ap.parse_args()
@@ -506,7 +518,11 @@ def main() -> int:
 
     runs = max(1, args.runs if args.runs is not None else (3 if args.quick else 5))
     workloads = expand(args.workload or WORKLOADS)
-    clients = [c for c in available_clients() if args.client is None or c in args.client]
+    clients = [
+        c
+        for c in available_clients()
+        if (c in args.client if args.client is not None else c not in CEILING)
+    ]
     if "smtplib" not in clients:
         clients.insert(0, "smtplib")  # the baseline is always measured
     if AsyncSMTP is None:
@@ -525,6 +541,8 @@ def main() -> int:
             order = clients[rnd % len(clients) :] + clients[: rnd % len(clients)]
             for w in workloads:
                 for c in order:
+                    if c in CEILING and w not in ceiling.WORKLOADS:
+                        continue
                     r = run_child(c, w, port, args.quick, args.pin)
                     results.setdefault((w, c), []).append(r)
                     if "error" in r:

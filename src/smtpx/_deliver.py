@@ -331,8 +331,7 @@ def _exchange(
     """Send *commands* and read their replies: all in one write when pipelining, else
     one by one, stopping where the rest could only fail (no MAIL, no recipient)."""
     if pipelining and graph_intact(client):
-        yield Call("_send_group", (commands,))
-        replies: list[Response] = yield Call("_read_replies", (len(commands),))
+        replies: list[Response] = yield Call("_exchange", (commands,))
         return replies
     replies = []
     if pipelining:

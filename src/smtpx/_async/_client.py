@@ -19,7 +19,6 @@ from typing import Any, Self, TypeVar
 from .. import _deliver, _flows
 from .._clientbase import (
     CRLF,
-    RECV_SIZE,
     SMALL_WRITE,
     ClientBase,
     Response,
@@ -47,6 +46,7 @@ from .._protocol import (
 from .._results import Recipient, SendResult
 from .._timeouts import Timeouts, as_timeouts
 from ._serial import NESTED, Nested, Serial
+from ._stream import Stream, open_stream
 
 __all__ = ["AsyncSMTP"]
 
@@ -82,9 +82,8 @@ class AsyncSMTP(ClientBase):
     ...         await smtp.sendmail("alice@example.org", ["bob@example.org"], "Subject: hi\\n\\nhi")
     """
 
-    #: The connection's ``StreamWriter`` while connected, else None.
-    sock: asyncio.StreamWriter | None = None
-    _reader: asyncio.StreamReader | None = None
+    #: The connection (a ``Stream``: its ``transport`` is asyncio's) while connected.
+    sock: Stream | None = None
 
     def __init__(
         self,
@@ -151,15 +150,13 @@ class AsyncSMTP(ClientBase):
 
     # --------------------------------------------------------- the stream layer
 
-    async def _get_socket(
-        self, host: str, port: int, timeout: float | None
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _get_socket(self, host: str, port: int, timeout: float | None) -> Stream:
         if timeout is not None and not timeout:
             raise ValueError("Non-blocking socket (timeout=0) is not supported")
         if self.debuglevel > 0:
             self._print_debug("connect: to", (host, port), self.source_address)
         async with asyncio.timeout_at(self._connect_deadline):
-            return await asyncio.open_connection(
+            return await open_stream(
                 host,
                 port,
                 local_addr=self.source_address,
@@ -196,7 +193,7 @@ class AsyncSMTP(ClientBase):
             await self._begin_session(host, port)
             limit = self._start_connect_phase()
             try:
-                self._reader, self.sock = await self._get_socket(host, port, limit)
+                self.sock = await self._get_socket(host, port, limit)
             except asyncio.CancelledError:
                 self._abort()
                 raise
@@ -261,28 +258,38 @@ class AsyncSMTP(ClientBase):
             else:
                 await self._sendall(data)
 
+    async def _write(self, data: bytes) -> None:
+        """``send`` for bytes, for a transaction that bypasses ``send`` (a flow step:
+        its ``_run`` holds the client; nothing corked)."""
+        if self.debuglevel > 0:
+            self._print_debug("send:", repr(data))
+        sys.audit("smtplib.send", self, data)
+        await self._sendall(data)
+
     async def _sendall(self, data: bytes) -> None:
-        writer = self.sock
-        if not writer:
+        # Private: only called by methods that already hold the client (send, a flow step).
+        stream = self.sock
+        if not stream:
             raise SMTPServerDisconnected("please run connect() first")
-        async with self._serialized():
-            try:
-                writer.write(data)
-                limit = as_timeouts(self.timeout).command
-                if limit is None:
-                    await writer.drain()
-                else:
-                    async with asyncio.timeout(limit):
-                        await writer.drain()
-            except asyncio.CancelledError:
-                self._abort()  # part of the data may be on the wire: out of step
-                raise
-            except TimeoutError as exc:
-                await self.close()
-                raise SMTPTimeoutError("timed out sending to the server") from exc
-            except OSError as exc:
-                await self.close()
-                raise SMTPServerDisconnected("Server not connected") from exc
+        try:
+            stream.write(data)
+            if not stream.must_drain:
+                return  # the transport took it: no coroutine, no timer
+            limit = as_timeouts(self.timeout).command
+            if limit is None:
+                await stream.drain()
+            else:
+                async with asyncio.timeout(limit):
+                    await stream.drain()
+        except asyncio.CancelledError:
+            self._abort()  # part of the data may be on the wire: out of step
+            raise
+        except TimeoutError as exc:
+            await self.close()
+            raise SMTPTimeoutError("timed out sending to the server") from exc
+        except OSError as exc:
+            await self.close()
+            raise SMTPServerDisconnected("Server not connected") from exc
 
     async def putcmd(self, cmd: str, args: str = "") -> None:
         """Send one command line.  CR, LF or NUL in it raise ValueError, nothing is sent."""
@@ -325,31 +332,43 @@ class AsyncSMTP(ClientBase):
         sys.audit("smtplib.send", self, data)
         await self._sendall(data)
 
+    async def _exchange(self, commands: list[tuple[str, str]]) -> list[Response]:
+        """A pipelined group in one write, then its replies."""
+        await self._send_group(commands)
+        return await self._read_replies(len(commands))
+
     async def _read_replies(self, count: int) -> list[Response]:
         """*count* replies to a pipelined group, in order; fewer if the server closes with
         421 on the way.  ``getreply`` in a loop, without its per-call checks (the
-        pipelined path is only taken when ``getreply`` is smtpx's own)."""
+        pipelined path is only taken when ``getreply`` is smtpx's own).  A flow step:
+        the flow's ``_run`` holds the client."""
         conn = self._conn
         if conn is None or not self.sock:
             raise SMTPServerDisconnected("please run connect() first")
         if self._corked is not None:
             await self._flush()
         replies: list[Response] = []
-        async with self._serialized():
-            try:
-                while len(replies) < count:
-                    batch = self._take_replies(conn, count - len(replies))
-                    if not batch:
-                        batch = [await self._read_reply(conn)]  # wait for more bytes
-                    for reply in batch:
+        deadline: float | None = None
+        try:
+            while len(replies) < count:
+                batch = self._take_replies(conn, count - len(replies))
+                if not batch:
+                    if conn.peer_closed:
+                        await self.close()
+                        raise SMTPServerDisconnected("Connection unexpectedly closed")
+                    deadline = await self._receive(conn, deadline)  # wait for more bytes
+                    continue
+                deadline = None  # each reply has its own time limit
+                for reply in batch:
+                    if self.debuglevel > 0:
                         self._show_reply(reply)
-                        replies.append((reply.code, reply.message))
-                        if reply.code == 421:
-                            await self.close()  # RFC 5321 section 3.8
-                            return replies
-            except asyncio.CancelledError:
-                self._abort()  # a reply may be half read: out of step
-                raise
+                    replies.append((reply.code, reply.message))
+                    if reply.code == 421:
+                        await self.close()  # RFC 5321 section 3.8
+                        return replies
+        except asyncio.CancelledError:
+            self._abort()  # a reply may be half read: out of step
+            raise
         return replies
 
     async def _cork(self) -> None:
@@ -385,23 +404,7 @@ class AsyncSMTP(ClientBase):
             return reply.code, reply.message
 
     async def _read_reply(self, conn: ClientConnection) -> Reply:
-        deadline = self._reply_limit(conn)
-        if deadline is None:
-            return await self._read_reply_now(conn)
-        try:
-            # The timeout bounds the whole reply, not each read(): a server that drips
-            # one byte at a time cannot hold the client longer than the timeout.
-            async with asyncio.timeout_at(deadline):
-                return await self._read_reply_now(conn)
-        except TimeoutError as exc:
-            if isinstance(exc, SMTPTimeoutError):
-                raise
-            await self.close()
-            raise SMTPTimeoutError("timed out waiting for the server's reply") from exc
-
-    async def _read_reply_now(self, conn: ClientConnection) -> Reply:
-        reader = self._reader
-        assert reader is not None
+        deadline: float | None = None
         while True:
             try:
                 event = conn.next_event()
@@ -416,12 +419,30 @@ class AsyncSMTP(ClientBase):
             if event is Event.CONNECTION_CLOSED:
                 await self.close()
                 raise SMTPServerDisconnected("Connection unexpectedly closed")
-            try:
-                data = await reader.read(RECV_SIZE)
-            except OSError as exc:
-                await self.close()
-                raise SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
-            conn.receive_data(data)
+            deadline = await self._receive(conn, deadline)
+
+    async def _receive(self, conn: ClientConnection, deadline: float | None) -> float | None:
+        """One read from the server into the core.  *deadline* (loop time) is None on a
+        reply's first read and is returned fixed: the timeout bounds the whole reply, not
+        each read(), so a server that drips one byte at a time cannot hold the client."""
+        stream = self.sock
+        assert stream is not None
+        if deadline is None:
+            deadline = self._reply_limit(conn)
+        try:
+            if deadline is None:
+                data = await stream.read()
+            else:
+                async with asyncio.timeout_at(deadline):
+                    data = await stream.read()
+        except TimeoutError as exc:
+            await self.close()
+            raise SMTPTimeoutError("timed out waiting for the server's reply") from exc
+        except OSError as exc:
+            await self.close()
+            raise SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
+        conn.receive_data(data)
+        return deadline
 
     async def docmd(self, cmd: str, args: str = "") -> Response:
         """Send a command and return its reply."""
@@ -429,17 +450,17 @@ class AsyncSMTP(ClientBase):
 
     async def close(self) -> None:
         """Close the connection (no QUIT)."""
-        writer = self._detach()
-        if writer is None:
+        stream = self._detach()
+        if stream is None:
             return
-        writer.close()
+        stream.close()
         try:
             async with asyncio.timeout(_CLOSE_TIMEOUT):
-                await writer.wait_closed()
+                await stream.wait_closed()
         except (OSError, TimeoutError):
-            writer.transport.abort()  # a peer that is gone or silent: nothing to wait for
+            stream.abort()  # a peer that is gone or silent: nothing to wait for
         except asyncio.CancelledError:
-            writer.transport.abort()
+            stream.abort()
             raise
 
     def _cut(self) -> None:
@@ -447,31 +468,27 @@ class AsyncSMTP(ClientBase):
 
     def _abort(self) -> None:
         """Cut the connection at once (cancellation cannot wait for a clean close)."""
-        writer = self._detach()
-        if writer is not None:
-            writer.transport.abort()
+        stream = self._detach()
+        if stream is not None:
+            stream.abort()
 
-    def _detach(self) -> asyncio.StreamWriter | None:
+    def _detach(self) -> Stream | None:
         self._corked = None
         self.file = None
-        writer, self.sock = self.sock, None
-        self._reader = None
+        stream, self.sock = self.sock, None
         if self._conn is not None:
             self._conn.close()
-        return writer
+        return stream
 
     async def _start_tls(self, context: ssl.SSLContext | None) -> None:
-        if self._conn is None or self.sock is None or self._reader is None:
+        if self._conn is None or self.sock is None:
             raise SMTPServerDisconnected("please run connect() first")
         if context is None:
             # Unlike smtplib, verify the certificate and the host name by default.
             context = ssl.create_default_context()
         # Bytes that arrived in clear after the 220 may have been planted by a man in the
         # middle to be read as replies inside the encrypted session (RFC 3207 section 4.2;
-        # CVE-2011-0411 for servers): drop what the stream buffered, as the core drops its own.
-        buffered = getattr(self._reader, "_buffer", None)
-        if buffered:
-            buffered.clear()
+        # CVE-2011-0411 for servers): Stream.start_tls drops them, as the core drops its own.
         try:
             async with asyncio.timeout(as_timeouts(self.timeout).connect):
                 await self.sock.start_tls(context, server_hostname=self._host)

@@ -11,6 +11,7 @@ from typing import Any
 from .._clientbase import LMTP_PORT, SMTP_SSL_PORT, Response, legacy_context
 from .._timeouts import Timeouts
 from ._client import AsyncSMTP
+from ._stream import open_unix_stream
 
 __all__ = ["AsyncLMTP", "AsyncSMTP_SSL"]
 
@@ -99,7 +100,7 @@ class AsyncLMTP(AsyncSMTP):
             self._start_connect_phase()
             try:
                 async with asyncio.timeout_at(self._connect_deadline):
-                    self._reader, self.sock = await asyncio.open_unix_connection(host)
+                    self.sock = await open_unix_stream(host)
             except asyncio.CancelledError:
                 self._abort()
                 raise

@@ -146,6 +146,11 @@ class ClientConnection:
         return self.state is State.CLOSED
 
     @property
+    def peer_closed(self) -> bool:
+        """The server closed the connection (the driver read end of file)."""
+        return self._eof
+
+    @property
     def awaiting_final_reply(self) -> bool:
         """True when the next reply is one that ends a message (after its content)."""
         return bool(self._pending) and self._pending.first() == _END_OF_DATA
@@ -158,19 +163,21 @@ class ClientConnection:
             keyword = command.keyword
         else:
             raise LocalProtocolError(self._why_not_now())
+        self._check_sendable(command.verb.upper())
+        wire = command.wire(encoding)  # may raise before any state changes
+        self._pending.append(keyword)
+        return wire
+
+    def _check_sendable(self, verb: str) -> None:
+        """May a command go now, given the replies still due and the bytes received?"""
         if self._pending:
             waiting = self._pending.last()
             if self._pending.blocking or "pipelining" not in self.extensions:
-                raise LocalProtocolError(
-                    f"cannot send {command.verb.upper()!r}: a reply to {waiting!r} is pending"
-                )
+                raise LocalProtocolError(f"cannot send {verb!r}: a reply to {waiting!r} is pending")
         elif self._parser.has_buffered:
             # Bytes arrived that answer nothing we sent: a server out of step, or an
             # attacker's pipelined injection.  Either way the stream cannot be trusted.
             raise RemoteProtocolError("the server sent data that answers no command")
-        wire = command.wire(encoding)  # may raise before any state changes
-        self._pending.append(keyword)
-        return wire
 
     def send_group(self, commands: list[Command], encoding: str = "ascii") -> bytes:
         """A pipelined group (RFC 2920 section 3.1) as one write: every command but the
@@ -178,22 +185,20 @@ class ClientConnection:
 
         All are checked and encoded before any is queued, so a refusal leaves no trace.
         """
-        if not commands:
-            return b""
-        if len(commands) > 1:
-            if self.state is not State.READY:
-                raise LocalProtocolError(self._why_not_now())
-            if "pipelining" not in self.extensions:
-                raise LocalProtocolError("the server does not offer PIPELINING")
-            keywords = [command.verb.upper() for command in commands]
-            for keyword, command in zip(keywords[:-1], commands, strict=False):
-                if keyword not in _PIPELINABLE:
-                    raise LocalProtocolError(f"{command.verb!r} cannot be followed in a group")
+        if len(commands) < 2:
+            return self.send(commands[0], encoding) if commands else b""
+        if self.state is not State.READY:
+            raise LocalProtocolError(self._why_not_now())
+        if "pipelining" not in self.extensions:
+            raise LocalProtocolError("the server does not offer PIPELINING")
+        keywords = [command.keyword for command in commands]
+        for keyword, command in zip(keywords[:-1], commands, strict=False):
+            if keyword not in _PIPELINABLE:
+                raise LocalProtocolError(f"{command.verb!r} cannot be followed in a group")
         data = ("\r\n".join([command.text for command in commands]) + "\r\n").encode(encoding)
-        self.send(commands[0], encoding)
-        if len(commands) > 1:
-            for keyword in keywords[1:]:
-                self._pending.append(keyword)
+        self._check_sendable(keywords[0])
+        for keyword in keywords:
+            self._pending.append(keyword)
         return data
 
     def send_bdat(self, size: int, last: bool) -> bytes:
@@ -300,10 +305,11 @@ class ClientConnection:
             return []
         # Only as many as are due: the parser keeps the rest for the next call, where an
         # extra reply is seen for what it is (unsolicited).
-        replies = self._parser.next_replies(min(limit, len(self._pending)) or 1)
         pending = self._pending
+        due = len(pending)
+        replies = self._parser.next_replies(min(limit, due) or 1)
         for index, reply in enumerate(replies):
-            if not pending:
+            if index == due:
                 raise RemoteProtocolError(f"unsolicited reply from the server: {reply.code}")
             self._on_reply(pending.popleft(), reply)
             if self.closed:

@@ -33,9 +33,15 @@ def normalized_size(data: str | bytes) -> int:
     is not counted.
     """
     if isinstance(data, str):
-        crlf, lf, cr = data.count("\r\n"), data.count("\n"), data.count("\r")
+        lf = data.count("\n")
+        if "\r" not in data:
+            return len(data) + lf  # LF-only text, the common case: one pass
+        crlf, cr = data.count("\r\n"), data.count("\r")
     else:
-        crlf, lf, cr = data.count(b"\r\n"), data.count(b"\n"), data.count(b"\r")
+        lf = data.count(b"\n")
+        if b"\r" not in data:
+            return len(data) + lf
+        crlf, cr = data.count(b"\r\n"), data.count(b"\r")
     return len(data) + (lf - crlf) + (cr - crlf)
 
 

@@ -20,6 +20,8 @@ _DIGITS = b"0123456789"
 # RFC 5321 section 4.2.1: the first digit is 2 to 5.  1yz is not used by SMTP but is kept
 # (smtplib's own tests feed a "199" greeting and expect a connect error, not a parse error).
 _FIRST_DIGITS = b"12345"
+# The code of a well-formed one-line reply, looked up rather than checked digit by digit.
+_CODES = {b"%d" % code: code for code in range(100, 600)}
 
 
 class Reply(NamedTuple):
@@ -74,6 +76,11 @@ class Reply(NamedTuple):
     def as_tuple(self) -> tuple[int, bytes]:
         """The ``(code, message)`` pair that smtplib's methods return."""
         return self.code, self.message
+
+
+# Reply(...) through tuple.__new__ directly: the named tuple's own __new__ is a Python-level
+# call, measurable when a pipelined batch builds hundreds of replies.
+_new_reply = tuple.__new__
 
 
 def _split_line(line: bytes) -> tuple[int, bool, bytes]:
@@ -196,22 +203,20 @@ class ReplyParser:
         """Up to *limit* complete replies: ``next_reply`` in a loop, with a fast path for
         a run of one-line replies (a pipelined fan-out answers 100 RCPTs at once)."""
         replies: list[Reply] = []
+        buffer, pos = self._buffer, self._pos
+        if len(buffer) == pos and not self._lines:
+            return replies  # nothing received: the usual case before a read
         if not self._lines:
-            buffer, pos = self._buffer, self._pos
             end = buffer.rfind(b"\n", pos)
             if end >= 0 and end - pos < MAX_REPLY_BYTES:
-                lines = buffer[pos:end].split(b"\n")
-                for line in lines[: limit - len(replies)]:
-                    text_line = line[:-1] if line.endswith(b"\r") else line
-                    if not (
-                        text_line[3:4] == b" "
-                        and text_line[:3].isdigit()
-                        and text_line[0] in _FIRST_DIGITS
-                        and len(text_line) <= MAX_LINE
-                    ):
+                # Only complete lines, and no more than *limit* of them.
+                for line in buffer[pos:end].split(b"\n", limit)[:limit]:
+                    code = _CODES.get(line[:3])
+                    if code is None or line[3:4] != b" " or len(line) > MAX_LINE:
                         break  # anything else takes the careful path below
+                    text = line[4:-1] if line.endswith(b"\r") else line[4:]
                     replies.append(
-                        Reply(int(text_line[:3]), (text_line[4:].strip(b" \t"),), (line + b"\n",))
+                        _new_reply(Reply, (code, (text.strip(b" \t"),), (line + b"\n",)))
                     )
                     pos += len(line) + 1
                 self._pos = pos

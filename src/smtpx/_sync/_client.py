@@ -207,6 +207,13 @@ class SMTP(ClientBase):
         else:
             self._sendall(data)
 
+    def _write(self, data: bytes) -> None:
+        """``send`` for bytes, for a transaction that bypasses ``send`` (nothing corked)."""
+        if self.debuglevel > 0:
+            self._print_debug("send:", repr(data))
+        sys.audit("smtplib.send", self, data)
+        self._sendall(data)
+
     def _sendall(self, data: bytes) -> None:
         try:
             self.sock.sendall(data)
@@ -257,6 +264,11 @@ class SMTP(ClientBase):
         sys.audit("smtplib.send", self, data)
         self._sendall(data)
 
+    def _exchange(self, commands: list[tuple[str, str]]) -> list[Response]:
+        """A pipelined group in one write, then its replies."""
+        self._send_group(commands)
+        return self._read_replies(len(commands))
+
     def _read_replies(self, count: int) -> list[Response]:
         """*count* replies to a pipelined group, in order; fewer if the server closes with
         421 on the way.  ``getreply`` in a loop, without its per-call checks (the
@@ -267,12 +279,19 @@ class SMTP(ClientBase):
         if self._corked is not None:
             self._flush()
         replies: list[Response] = []
+        deadline: float | None = None
         while len(replies) < count:
             batch = self._take_replies(conn, count - len(replies))
             if not batch:
-                batch = [self._read_reply(conn)]  # wait for more bytes
+                if conn.peer_closed:
+                    self.close()
+                    raise SMTPServerDisconnected("Connection unexpectedly closed")
+                deadline = self._receive(conn, deadline)  # wait for more bytes
+                continue
+            deadline = None  # each reply has its own time limit
             for reply in batch:
-                self._show_reply(reply)
+                if self.debuglevel > 0:
+                    self._show_reply(reply)
                 replies.append((reply.code, reply.message))
                 if reply.code == 421:
                     self.close()  # RFC 5321 section 3.8
@@ -307,7 +326,6 @@ class SMTP(ClientBase):
         return reply.code, reply.message
 
     def _read_reply(self, conn: ClientConnection) -> Reply:
-        sock = self.sock
         deadline: float | None = None
         while True:
             try:
@@ -323,24 +341,30 @@ class SMTP(ClientBase):
             if event is Event.CONNECTION_CLOSED:
                 self.close()
                 raise SMTPServerDisconnected("Connection unexpectedly closed")
-            # The timeout bounds the whole reply, not each recv(): a server that drips
-            # one byte at a time cannot hold the client longer than the timeout.
-            try:
-                if deadline is None:
-                    deadline = self._reply_deadline(conn)
-                if deadline is None:
-                    timeout = sock.gettimeout()
-                    deadline = math.inf if timeout is None else time.monotonic() + timeout
-                    data = sock.recv(RECV_SIZE)
-                else:
-                    data = _recv_before(sock, deadline)
-            except TimeoutError as exc:
-                self.close()
-                raise SMTPTimeoutError("timed out waiting for the server's reply") from exc
-            except OSError as exc:
-                self.close()
-                raise SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
-            conn.receive_data(data)
+            deadline = self._receive(conn, deadline)
+
+    def _receive(self, conn: ClientConnection, deadline: float | None) -> float:
+        """One read from the server into the core.  *deadline* is None on a reply's first
+        read and is returned fixed: the timeout bounds the whole reply, not each recv(),
+        so a server that drips one byte at a time cannot hold the client longer."""
+        sock = self.sock
+        try:
+            if deadline is None:
+                deadline = self._reply_deadline(conn)
+            if deadline is None:
+                timeout = sock.gettimeout()
+                deadline = math.inf if timeout is None else time.monotonic() + timeout
+                data = sock.recv(RECV_SIZE)
+            else:
+                data = _recv_before(sock, deadline)
+        except TimeoutError as exc:
+            self.close()
+            raise SMTPTimeoutError("timed out waiting for the server's reply") from exc
+        except OSError as exc:
+            self.close()
+            raise SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
+        conn.receive_data(data)
+        return deadline
 
     def _reply_deadline(self, conn: ClientConnection) -> float | None:
         """The deadline for this reply under ``Timeouts``; None: the socket's timeout."""
