@@ -124,27 +124,40 @@ class AsyncSMTP(ClientBase):
         return Serial(self, task)
 
     async def _run(self, flow: _flows.Flow[_T]) -> _T:
-        """Drive a flow: await each step's method, send back its result or exception."""
-        async with self._serialized():
-            try:
-                step = next(flow)
-                while True:
-                    try:
-                        result = await getattr(self, step.method)(*step.args, **step.kwargs)
-                    except Exception as exc:
-                        step = flow.throw(exc)
-                    else:
-                        step = flow.send(result)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            except BaseException:
-                # Cancelled: a flow whose cleanup yields (QUIT's final close) cannot run
-                # it now, and must not turn the CancelledError into a RuntimeError.
-                with contextlib.suppress(RuntimeError):
-                    flow.close()
-                raise
-            finally:
+        """Drive a flow under the client's lock (see ``_serialized``; written out here
+        rather than as ``async with``: every public call comes this way)."""
+        task = asyncio.current_task()
+        if task is not None and self._owner is task:
+            return await self._drive(flow)  # a flow step calling a public method
+        await self._lock.acquire()
+        self._owner = task
+        try:
+            return await self._drive(flow)
+        finally:
+            self._owner = None
+            self._lock.release()
+
+    async def _drive(self, flow: _flows.Flow[_T]) -> _T:
+        """Await each step's method, send back its result or exception."""
+        try:
+            step = next(flow)
+            while True:
+                try:
+                    result = await getattr(self, step.method)(*step.args, **step.kwargs)
+                except Exception as exc:
+                    step = flow.throw(exc)
+                else:
+                    step = flow.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            # Cancelled: a flow whose cleanup yields (QUIT's final close) cannot run
+            # it now, and must not turn the CancelledError into a RuntimeError.
+            with contextlib.suppress(RuntimeError):
                 flow.close()
+            raise
+        finally:
+            flow.close()
 
     # ------------------------------------------------------------ debugging
 
@@ -224,6 +237,8 @@ class AsyncSMTP(ClientBase):
         """The loop-time deadline of the reply now awaited."""
         if self._connect_deadline is not None:
             return self._connect_deadline
+        if self.timeout is None:
+            return None  # the common case: no Timeouts object to build
         timeouts = as_timeouts(self.timeout)
         limit = timeouts.data if conn.awaiting_final_reply else timeouts.command
         return None if limit is None else asyncio.get_running_loop().time() + limit
