@@ -248,7 +248,10 @@ def _final_replies_at_once(client: Client) -> Flow[Response]:
 def _final_outcome(client: Client, final: list[Response]) -> Response:
     client._data_replies = final
     # data() returns one (code, message): for LMTP the first failure, else the last reply.
-    return next((r for r in final if not 200 <= r[0] <= 299), final[-1])
+    for reply in final:
+        if not 200 <= reply[0] <= 299:
+            return reply
+    return final[-1]
 
 
 def auth(
@@ -397,7 +400,7 @@ def sendmail(
     if not (greeted(client) and method_intact(client, "ehlo_or_helo_if_needed")):
         yield Call("ehlo_or_helo_if_needed")
     recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-    smtputf8 = any(option.lower() == "smtputf8" for option in mail_options)
+    smtputf8 = bool(mail_options) and any(option.lower() == "smtputf8" for option in mail_options)
     check_envelope(
         [from_addr, *recipients], [*mail_options, *rcpt_options], "utf-8" if smtputf8 else "ascii"
     )
@@ -426,6 +429,8 @@ def sendmail(
             yield Call("_rset")
             raise SMTPRecipientsRefused(refused)
         code, resp = yield Call("data", (msg,))
+    if code == 250 and not lmtp:
+        return refused  # delivered (the common case, without a generator for the rest)
     return (yield from _judge_delivery(client, accepted, refused, code, resp, lmtp))
 
 

@@ -106,6 +106,12 @@ class _Outstanding:
         if keyword not in _PIPELINABLE:
             self._count(keyword, 1)
 
+    def extend(self, keywords: list[str]) -> None:
+        self._queue.extend(keywords)
+        for keyword in keywords:
+            if keyword not in _PIPELINABLE:
+                self._count(keyword, 1)
+
     def popleft(self) -> str:
         keyword = self._queue.popleft()
         if keyword not in _PIPELINABLE:
@@ -197,8 +203,7 @@ class ClientConnection:
                 raise LocalProtocolError(f"{command.verb!r} cannot be followed in a group")
         data = ("\r\n".join([command.text for command in commands]) + "\r\n").encode(encoding)
         self._check_sendable(keywords[0])
-        for keyword in keywords:
-            self._pending.append(keyword)
+        self._pending.extend(keywords)
         return data
 
     def send_bdat(self, size: int, last: bool) -> bytes:
