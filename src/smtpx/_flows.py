@@ -494,10 +494,10 @@ def method_intact(client: Client, name: str) -> bool:
 
 def graph_intact(client: Client) -> bool:
     # Checked on every call, not cached: tests patch methods on the class at run time.
-    # (One attrgetter for all names: this runs once per message.)
-    return _bypassed_methods(type(client)) == _bypassed_methods(client._driver_class) and vars(
-        client
-    ).keys().isdisjoint(_PIPELINE_BYPASSES)
+    # One attrgetter fetches all the names (this runs once per message).
+    own = _bypassed_methods(client._driver_class)
+    replaced_here = not vars(client).keys().isdisjoint(_PIPELINE_BYPASSES)
+    return not replaced_here and _bypassed_methods(type(client)) == own
 
 
 def _pipelined_transaction(
