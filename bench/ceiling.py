@@ -101,18 +101,32 @@ def sync_run(host: str, workload: str, port: int, sz: dict[str, int], ctx: dict[
         for i in range(count):
             c.send(*wires[i % len(wires)])
 
-    threads = [
-        threading.Thread(target=worker, args=pair) for pair in zip(clients, share, strict=True)
-    ]
-    ctx["t0"] = time.perf_counter()
+    run_threads(ctx, worker, list(zip(clients, share, strict=True)))
+    for c in clients:
+        c.quit()
+    return total
+
+
+def run_threads(ctx: dict[str, Any], worker: Any, jobs: list[tuple[Any, int]]) -> None:
+    """One thread per (connection, count) job, timed from the first start to the last
+    join (``ctx["t0"]``, ``ctx["t1"]``); the first error in a thread is raised here."""
+    errors: list[BaseException] = []
+
+    def guarded(c: Any, count: int) -> None:
+        try:
+            worker(c, count)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=job) for job in jobs]
+    ctx["t0"] = time.perf_counter()  # connections are open; time the sending
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     ctx["t1"] = time.perf_counter()
-    for c in clients:
-        c.quit()
-    return total
+    if errors:
+        raise errors[0]
 
 
 # --- asyncio ----------------------------------------------------------------------------

@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -171,29 +170,14 @@ def sync_run(name: str, workload: str, port: int, sz: dict[str, int], ctx: dict[
             c.ehlo()
         msgs = ctx["msgs"]
         share = [total // nconn + (1 if k < total % nconn else 0) for k in range(nconn)]
-        errors: list[BaseException] = []
 
         def worker(c: Any, count: int) -> None:
-            try:
-                for i in range(count):
-                    c.sendmail(SENDER, ["rcpt@example.org"], msgs[i % len(msgs)])
-            except BaseException as exc:  # reported by the main thread
-                errors.append(exc)
+            for i in range(count):
+                c.sendmail(SENDER, ["rcpt@example.org"], msgs[i % len(msgs)])
 
-        threads = [
-            threading.Thread(target=worker, args=(c, k))
-            for c, k in zip(clients, share, strict=True)
-        ]
-        ctx["t0"] = time.perf_counter()  # connections are open; time the sending
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        ctx["t1"] = time.perf_counter()
+        ceiling.run_threads(ctx, worker, list(zip(clients, share, strict=True)))
         for c in clients:
             c.quit()
-        if errors:
-            raise errors[0]
         return total
     if workload == "sessions":
         n = 10 if warm else sz["sessions"]
