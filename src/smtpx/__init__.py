@@ -100,13 +100,14 @@ class _Module(types.ModuleType):
     """The compatibility seam for ``smtplib.socket = mock_socket``.
 
     Programs and CPython's own tests swap the socket module that smtplib uses by assigning
-    the module global.  The clients live in ``smtpx._sync._client``; an assignment here is
-    forwarded there so the swap still reaches them.
+    the module global.  The clients live in ``smtpx._sync._client`` and ``_variants``; an
+    assignment here is forwarded to both so the swap still reaches them.
     """
 
     def __setattr__(self, name: str, value: object) -> None:
         if name in ("socket", "ssl"):
             setattr(_sync._client, name, value)
+            setattr(_sync._variants, name, value)
         super().__setattr__(name, value)
 
 

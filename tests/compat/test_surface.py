@@ -115,9 +115,11 @@ def test_assigning_the_socket_module_reaches_the_clients() -> None:
     fake = types.SimpleNamespace(**vars(socket))
     smtpx.socket = fake  # type: ignore[attr-defined]
     try:
-        from smtpx._sync import _client
+        from smtpx._sync import _client, _variants
 
         assert _client.socket is fake
+        assert _variants.socket is fake  # LMTP's unix socket, SMTP_SSL
     finally:
         smtpx.socket = socket  # type: ignore[attr-defined]
     assert _client.socket is socket
+    assert _variants.socket is socket

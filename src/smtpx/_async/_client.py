@@ -46,7 +46,7 @@ from .._protocol import (
 from .._results import Recipient, SendResult
 from .._timeouts import Timeouts, as_timeouts
 from ._serial import NESTED, Nested, Serial
-from ._stream import Stream, open_stream
+from ._stream import Stream, local_hostname, open_stream
 
 __all__ = ["AsyncSMTP"]
 
@@ -255,7 +255,7 @@ class AsyncSMTP(ClientBase):
         self.command_encoding = "ascii"
         self.file = None
         if not self.local_hostname:
-            self.local_hostname = await _local_hostname()
+            self.local_hostname = await local_hostname()
 
     async def send(self, s: str | bytes) -> None:
         """Send *s* to the server as it is (str is encoded with ``command_encoding``)."""
@@ -675,28 +675,3 @@ class AsyncSMTP(ClientBase):
 
 
 AsyncSMTP._driver_class = AsyncSMTP  # the methods a pipelined transaction bypasses
-
-
-_found_hostname: list[str] = []  # found once per process: a DNS lookup, in a thread
-
-
-async def _local_hostname() -> str:
-    """The default EHLO name.  Looked up (``socket.getfqdn``, which may block on DNS) in
-    the loop's executor, once per process rather than once per connection."""
-    if not _found_hostname:
-        loop = asyncio.get_running_loop()
-        _found_hostname.append(await loop.run_in_executor(None, _default_local_hostname))
-    return _found_hostname[0]
-
-
-def _default_local_hostname() -> str:
-    # RFC 5321 section 4.1.4: the FQDN, or failing that an address literal.
-    fqdn = socket.getfqdn()
-    if "." in fqdn:
-        return fqdn
-    address = "127.0.0.1"
-    try:
-        address = socket.gethostbyname(socket.gethostname())
-    except socket.gaierror:
-        pass
-    return f"[{address}]"

@@ -1,6 +1,7 @@
 """The asyncio connection of ``AsyncSMTP``: one ``asyncio.Protocol`` for both directions.
 
 It does what ``StreamReader`` and ``StreamWriter`` did for the client, and no more.
+(The module also finds the connection's default local name for EHLO.)
 An SMTP client reads whatever has arrived and hands it to the core's parser, and writes
 whole command groups, so it needs neither a copy of the read buffer per ``read()`` nor a
 ``drain()`` coroutine per write while the transport is not paused.  That work is a large
@@ -10,10 +11,11 @@ part of an asyncio client's time per message (``bench/``, the 8-connection rows)
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from typing import Any
 
-__all__ = ["Stream", "open_stream", "open_unix_stream"]
+__all__ = ["Stream", "local_hostname", "open_stream", "open_unix_stream"]
 
 # Unread bytes after which reading pauses (flow control): a server that floods the
 # connection cannot make the client buffer without bound while it is not reading.
@@ -176,3 +178,28 @@ async def open_unix_stream(path: str) -> Stream:
     loop = asyncio.get_running_loop()
     _, stream = await loop.create_unix_connection(Stream, path)
     return stream
+
+
+_found_hostname: list[str] = []  # found once per process: a DNS lookup, in a thread
+
+
+async def local_hostname() -> str:
+    """The default EHLO name.  Looked up (``socket.getfqdn``, which may block on DNS) in
+    the loop's executor, once per process rather than once per connection."""
+    if not _found_hostname:
+        loop = asyncio.get_running_loop()
+        _found_hostname.append(await loop.run_in_executor(None, _default_local_hostname))
+    return _found_hostname[0]
+
+
+def _default_local_hostname() -> str:
+    # RFC 5321 section 4.1.4: the FQDN, or failing that an address literal.
+    fqdn = socket.getfqdn()
+    if "." in fqdn:
+        return fqdn
+    address = "127.0.0.1"
+    try:
+        address = socket.gethostbyname(socket.gethostname())
+    except socket.gaierror:
+        pass
+    return f"[{address}]"
