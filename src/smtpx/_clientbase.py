@@ -64,7 +64,7 @@ class ClientBase:
     does_esmtp = False
     default_port = SMTP_PORT
     _lmtp = False
-    _driver_class: ClassVar[type]  # the driver's own class, set below each class
+    _own_methods: ClassVar[tuple[object, ...]]  # _flows.own_methods, below each driver
     sock: Any = None
 
     def _init_state(self, host: str, timeout: float | Timeouts | None, source_address: Any) -> None:

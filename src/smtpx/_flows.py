@@ -71,7 +71,7 @@ class Client(Protocol):
     password: str
     _auth_challenge_count: int
     _data_replies: list[Response]
-    _driver_class: ClassVar[type]
+    _own_methods: ClassVar[tuple[object, ...]]
 
     def has_extn(self, opt: str) -> bool: ...
     def _encode_content(self, piece: bytes, last: bool) -> bytes: ...
@@ -477,7 +477,17 @@ def _judge_delivery(
 # The methods a pipelined transaction bypasses.  If a subclass or a test replaced any of
 # them, the transaction goes step by step so that the replacement is still called.
 _PIPELINE_BYPASSES = ("mail", "rcpt", "data", "putcmd", "getreply", "send")
+# ... and the one sendmail skips once the session is greeted.
+_WATCHED = (*_PIPELINE_BYPASSES, "ehlo_or_helo_if_needed")
+_watched_methods = operator.attrgetter(*_WATCHED)
 _bypassed_methods = operator.attrgetter(*_PIPELINE_BYPASSES)
+
+
+def own_methods(driver: type) -> tuple[object, ...]:
+    """The driver's watched methods as defined, taken once below each driver class.  A
+    snapshot, not the class itself: a patch on the class (``mock.patch.object(smtpx.SMTP,
+    "rcpt")``) must be seen as a replacement too."""
+    return tuple(_watched_methods(driver))
 
 
 def greeted(client: Client) -> bool:
@@ -486,16 +496,16 @@ def greeted(client: Client) -> bool:
 
 
 def method_intact(client: Client, name: str) -> bool:
-    """*name* is the driver's own method: neither overridden nor replaced on the instance."""
-    return name not in vars(client) and getattr(type(client), name) is getattr(
-        client._driver_class, name
-    )
+    """*name* is the driver's own method: neither overridden, patched on the class, nor
+    replaced on the instance."""
+    own = client._own_methods[_WATCHED.index(name)]
+    return name not in vars(client) and getattr(type(client), name) is own
 
 
 def graph_intact(client: Client) -> bool:
     # Checked on every call, not cached: tests patch methods on the class at run time.
     # One attrgetter fetches all the names (this runs once per message).
-    own = _bypassed_methods(client._driver_class)
+    own = client._own_methods[: len(_PIPELINE_BYPASSES)]
     replaced_here = not vars(client).keys().isdisjoint(_PIPELINE_BYPASSES)
     return not replaced_here and _bypassed_methods(type(client)) == own
 

@@ -5,6 +5,7 @@ the return value or exception and whether the connection is still open must agre
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -132,4 +133,45 @@ def test_an_overridden_rcpt_still_sees_every_recipient() -> None:
         smtp = Logging("127.0.0.1", port, local_hostname="client.test", timeout=5)
         assert smtp.sendmail("s@example.test", RECIPIENTS, "hi") == {}
         smtp.quit()
+    assert seen == RECIPIENTS
+
+
+def test_rcpt_patched_on_the_class_is_still_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mock.patch.object(smtpx.SMTP, "rcpt", ...)`` replaces the driver's own method:
+    the pipelined path, which bypasses ``rcpt``, must notice and go step by step."""
+    seen: list[str] = []
+    original = smtpx.SMTP.rcpt
+
+    def rcpt(self: smtpx.SMTP, recip: str, options: object = ()) -> tuple[int, bytes]:
+        seen.append(recip)
+        return original(self, recip, options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(smtpx.SMTP, "rcpt", rcpt)
+    writes: list[bytes] = []
+    with scripted_server(_handler(SCENARIOS[0], b"PIPELINING", writes)) as (port, _):
+        smtp = smtpx.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=5)
+        assert smtp.sendmail("s@example.test", RECIPIENTS, "hi") == {}
+        smtp.quit()
+    assert seen == RECIPIENTS
+
+
+def test_async_rcpt_patched_on_the_class_is_still_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    original = smtpx.AsyncSMTP.rcpt
+
+    async def rcpt(self: smtpx.AsyncSMTP, recip: str, options: object = ()) -> tuple[int, bytes]:
+        seen.append(recip)
+        return await original(self, recip, options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(smtpx.AsyncSMTP, "rcpt", rcpt)
+
+    async def main(port: int) -> None:
+        smtp = smtpx.AsyncSMTP("127.0.0.1", port, local_hostname="client.test", timeout=5)
+        await smtp.connect()
+        assert await smtp.sendmail("s@example.test", RECIPIENTS, "hi") == {}
+        await smtp.quit()
+
+    writes: list[bytes] = []
+    with scripted_server(_handler(SCENARIOS[0], b"PIPELINING", writes)) as (port, _):
+        asyncio.run(main(port))
     assert seen == RECIPIENTS

@@ -674,4 +674,4 @@ class AsyncSMTP(ClientBase):
         return await self._run(_flows.quit(self))
 
 
-AsyncSMTP._driver_class = AsyncSMTP  # the methods a pipelined transaction bypasses
+AsyncSMTP._own_methods = _flows.own_methods(AsyncSMTP)  # what the pipelined path may bypass

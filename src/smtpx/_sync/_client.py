@@ -583,7 +583,7 @@ class SMTP(ClientBase):
         return self._run(_flows.quit(self))
 
 
-SMTP._driver_class = SMTP  # the methods a pipelined transaction bypasses are compared to it
+SMTP._own_methods = _flows.own_methods(SMTP)  # what the pipelined path may bypass
 
 
 def _recv_before(sock: Any, deadline: float) -> bytes:
