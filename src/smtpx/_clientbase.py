@@ -1,5 +1,9 @@
-"""What the blocking and the asyncio clients share: state, constants and the methods
-that do no I/O (they are plain functions in both classes).
+"""What the blocking and the asyncio clients share: smtplib's state and constants, and
+every method that does no I/O (they are plain functions in both classes).
+
+Each driver adds only its I/O: connecting, the ``Write``/``Receive``/``StartTLS``/``Close``
+steps, and the loop that runs a flow (``_steps``).  Every public method is one line that
+runs a flow from ``_flows``, ``_wire`` or the engine.
 """
 
 from __future__ import annotations
@@ -10,46 +14,34 @@ import sys
 import warnings
 from typing import Any, ClassVar
 
-from ._exceptions import SMTPProtocolError, SMTPServerDisconnected, SMTPStateError
-from ._protocol import (
-    ClientConnection,
-    Command,
-    DataEncoder,
-    LocalProtocolError,
-    RemoteProtocolError,
-    Reply,
-    ReplyTooLong,
-)
+from ._exceptions import SMTPException, from_protocol_error
+from ._protocol import ClientConnection, Extensions, ProtocolError, RemoteProtocolError
 from ._timeouts import Timeouts
+from ._wire import CRLF, Response
 from .auth import cram_md5_response, plain_response
 
 __all__ = [
     "CRLF",
     "LMTP_PORT",
     "RECV_SIZE",
-    "SMALL_WRITE",
     "SMTP_PORT",
     "SMTP_SSL_PORT",
     "ClientBase",
     "Response",
     "legacy_context",
-    "redact",
+    "split_address",
 ]
 
 SMTP_PORT = 25
 SMTP_SSL_PORT = 465
 LMTP_PORT = 2003
-CRLF = "\r\n"
 
 # One read's size.  Replies are small: 8 KiB takes a pipelined batch of 500 one-line
 # replies at once.  Larger costs time: recv() allocates its whole size before it shrinks
 # the result (64 KiB made small messages about 10% slower here).
 RECV_SIZE = 8192
-# A BDAT chunk this small goes out with its command line in one write; a larger one
-# separately, so that it is not copied.
-SMALL_WRITE = 64 * 1024
 
-Response = tuple[int, bytes]
+_EMPTY = Extensions()
 
 
 class ClientBase:
@@ -77,7 +69,9 @@ class ClientBase:
         self._conn: ClientConnection | None = None
         self._data_replies: list[Response] = []
         self._redacted: str | None = None
-        self._corked: list[bytes] | None = None
+        # Cleared on a connection that refused a command pipelined after the end of a
+        # message's content (Haraka's 503): see _engine.
+        self._pipeline_after_content = True
         self.user = ""
         self.password = ""
 
@@ -85,6 +79,18 @@ class ClientBase:
         # Never shows user or password (STYLE: secrets stay out of reprs).
         where = f"{self._host!r}" if self.sock is not None else "not connected"
         return f"<{type(self).__name__} {where}>"
+
+    def _new_session(self, host: str) -> None:
+        """A new connection starts from nothing: smtplib keeps the old EHLO reply across
+        close() and connect(), and then skips EHLO on the new server."""
+        self._host = host  # TLS verifies the host actually connected to
+        self._conn = ClientConnection(lmtp=self._lmtp)
+        self.helo_resp = self.ehlo_resp = None
+        self.esmtp_features = {}
+        self.does_esmtp = False
+        self.command_encoding = "ascii"
+        self.file = None
+        self._pipeline_after_content = True
 
     def set_debuglevel(self, debuglevel: int) -> None:
         """1 prints each command and reply to stderr; 2 adds timestamps.
@@ -124,57 +130,32 @@ class ClientBase:
         return self._conn is not None and self._conn.in_transaction
 
     @property
-    def _replies_pending(self) -> int:
-        return self._conn.pending if self._conn is not None else 0
+    def _offered(self) -> Extensions:
+        """What the server's last EHLO reply offered, as the core read it."""
+        return self._conn.extensions if self._conn is not None else _EMPTY
 
-    @property
-    def _awaiting_final_reply(self) -> bool:
-        return self._conn is not None and self._conn.awaiting_final_reply
-
-    def _show_reply(self, reply: Reply) -> None:
-        """smtplib's debug lines for one reply."""
-        if self.debuglevel > 0:
-            for line in reply.raw:
-                self._print_debug("reply:", repr(line))
-            self._print_debug(f"reply: retcode ({reply.code}); Msg: {reply.message!a}")
-
-    def _take_replies(self, conn: ClientConnection, limit: int) -> list[Reply]:
-        """Replies already received, up to *limit*; a broken reply closes the connection.
-        (Closing is synchronous in both drivers here: the connection is cut.)"""
-        try:
-            return conn.next_replies(limit)
-        except ReplyTooLong as exc:
-            self._cut()
-            raise SMTPProtocolError(500, str(exc)) from None
-        except RemoteProtocolError as exc:
-            self._cut()
-            raise SMTPProtocolError(-1, str(exc)) from None
-
-    def _cut(self) -> None:
+    def _abort(self) -> None:
         raise NotImplementedError
 
-    def _encode_content(self, piece: bytes, last: bool) -> bytes:
-        """Message content in wire form; the last piece brings the terminator."""
-        if self._conn is None:
-            raise SMTPServerDisconnected("please run connect() first")
-        try:
-            wire = self._conn.send_data(piece)
-            return wire + self._conn.end_data() if last else wire
-        except LocalProtocolError as exc:
-            raise SMTPStateError(str(exc)) from None
-
-    def _content_encoder(self) -> DataEncoder:
-        if self._conn is None:
-            raise SMTPServerDisconnected("please run connect() first")
-        return self._conn.content_encoder()
+    def _protocol_error(self, error: ProtocolError) -> SMTPException:
+        """A core error, translated at the driver's boundary; after the server's bytes
+        broke the protocol the connection is cut (it cannot be trusted any more)."""
+        if isinstance(error, RemoteProtocolError):
+            self._abort()
+        return from_protocol_error(error)
 
 
-def redact(command: Command) -> str:
-    """The line as debug output shows it: SASL data replaced (STYLE: no secrets logged)."""
-    if command.keyword == "AUTH":
-        mechanism, _, initial = command.argument.partition(" ")
-        return f"{command.verb} {mechanism} ********" if initial else command.text
-    return "********"
+def split_address(host: str, port: int) -> tuple[str, int]:
+    """smtplib's ``connect`` address: "host:port" in one string works too."""
+    if not port and host.find(":") == host.rfind(":"):
+        colon = host.rfind(":")
+        if colon >= 0:
+            host, port_text = host[:colon], host[colon + 1 :]
+            try:
+                port = int(port_text)
+            except ValueError:
+                raise OSError("nonnumeric port") from None
+    return host, port
 
 
 def legacy_context(

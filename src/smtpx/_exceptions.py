@@ -9,7 +9,8 @@
             ├── SMTPNotSupportedError
             ├── SMTPServerDisconnected
             │   ├── SMTPTimeoutError           (also a TimeoutError)
-            │   └── SMTPOutcomeUnknown         (lost after the content was sent)
+            │   ├── SMTPOutcomeUnknown         (lost after the content was sent)
+            │   └── SMTPNotAttempted           (a batch's message the server never took)
             ├── SMTPMessageTooLarge            (over the server's SIZE, nothing sent)
             ├── SMTPRecipientsRefused
             ├── SMTPStateError                 (a step the session does not allow now)
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import smtplib
 
-from ._protocol import EnhancedStatus
+from ._protocol import EnhancedStatus, LocalProtocolError, ProtocolError, ReplyTooLong
 
 __all__ = [
     "InsecureWarning",
@@ -39,6 +40,7 @@ __all__ = [
     "SMTPException",
     "SMTPHeloError",
     "SMTPMessageTooLarge",
+    "SMTPNotAttempted",
     "SMTPNotSupportedError",
     "SMTPOutcomeUnknown",
     "SMTPProtocolError",
@@ -48,6 +50,7 @@ __all__ = [
     "SMTPServerDisconnected",
     "SMTPStateError",
     "SMTPTimeoutError",
+    "from_protocol_error",
 ]
 
 
@@ -73,6 +76,17 @@ class SMTPOutcomeUnknown(SMTPServerDisconnected):
 
     Distinct from a message that was not sent: resending may deliver it twice.  The
     cause (a timeout, a reset) is in ``__cause__``; ``result`` holds what is known.
+    """
+
+    result: object = None
+
+
+class SMTPNotAttempted(SMTPServerDisconnected):
+    """The message was not sent: the connection was lost, or the server closed it (421),
+    before the server took the message.  Sending it again cannot deliver it twice.
+
+    ``deliver_many`` reports it for the messages a lost connection left behind; the cause,
+    when there is one, is in ``__cause__``.
     """
 
     result: object = None
@@ -150,3 +164,16 @@ class SMTPProtocolError(SMTPResponseException):
 
 class InsecureWarning(UserWarning):
     """Something that works but exposes a secret, such as a password sent in clear."""
+
+
+def from_protocol_error(error: ProtocolError) -> SMTPException:
+    """The public exception for an error of the core: the one place they are translated
+    (httpcore's ``map_exceptions``), used by both drivers at their boundary.
+
+    A local error is a step the session does not allow now; a remote one means the server's
+    bytes cannot be trusted any more, and the driver has cut the connection.
+    """
+    if isinstance(error, LocalProtocolError):
+        return SMTPStateError(str(error))
+    # smtplib gives 500 for a line over its limit, -1 for a reply it cannot read.
+    return SMTPProtocolError(500 if isinstance(error, ReplyTooLong) else -1, str(error))

@@ -1,14 +1,15 @@
-"""Multi-step policy, written once, as generators that both drivers run.
+"""smtplib's multi-step policy, written once as flows that both drivers run.
 
-A flow yields ``Call`` steps (a method of the client to call, with its arguments) and
-receives each call's result back, like httpx's ``Auth.auth_flow``.  The blocking driver
-runs a flow with plain calls, the asyncio driver awaits each one; the policy (smtplib's
-sendmail error rules, the login fallback, the AUTH challenge loop) lives only here.
+Each public method of the clients runs one of these generators (``_steps``): the smtplib
+commands (``docmd``, ``ehlo``, ``mail``...), AUTH and ``login``, STARTTLS, QUIT, and the
+mail-sending entry points, which plan a transaction (``_plan``), send it with the one engine
+(``_engine``) and present its outcome (``_outcomes``).
 
-Steps name the client's own public methods (``putcmd``, ``getreply``, ``mail``, ``rcpt``,
-``data``...) rather than bytes, so smtplib's overridable method graph still holds:
-a subclass that overrides ``rcpt`` or a test that mocks ``sendmail`` sees the same calls
-as with smtplib.
+smtplib's overridable method graph holds: steps call the client's own public methods
+(``putcmd``, ``getreply``, ``mail``, ``rcpt``, ``data``...) through ``Invoke``, so a subclass
+that overrides ``rcpt`` or a test that mocks ``ehlo`` sees the same calls as with smtplib.
+The engine bypasses those methods for speed only while none of them is replaced
+(``graph_intact``, the one place that decides).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import binascii
 import email.message
 import operator
 import warnings
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from types import MappingProxyType
-from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import ClassVar, Protocol
 
+from . import _engine, _outcomes
 from ._addresses import addr_only, check_envelope, quoteaddr
 from ._exceptions import (
     InsecureWarning,
@@ -36,55 +37,51 @@ from ._exceptions import (
     SMTPServerDisconnected,
 )
 from ._message import check_content, content_pieces, envelope_from_headers, flatten
-from ._protocol import MAX_CHALLENGES, DataEncoder, Extensions, normalized_size
+from ._plan import (
+    Content,
+    DeliveryOptions,
+    Job,
+    plan_delivery,
+    plan_sendmail,
+    sendmail_options,
+)
+from ._protocol import MAX_CHALLENGES, Extensions
+from ._results import Recipient, SendResult
+from ._steps import Flow, Invoke, StartTLS
+from ._wire import Response, connection, send_step
 
-__all__ = ["Call", "Client", "Flow"]
-
-Response = tuple[int, bytes]
-_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
-
-
-class Call(NamedTuple):
-    """One step of a flow: call ``client.<method>(*args, **kwargs)``.  (A named tuple:
-    a transaction makes several, and they cost less to create than a dataclass.)"""
-
-    method: str
-    args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = _NO_KWARGS
+__all__ = [
+    "Client",
+    "deliver",
+    "deliver_many",
+    "graph_intact",
+    "own_methods",
+    "sendmail",
+]
 
 
-T = TypeVar("T")
-#: A flow yields ``Call`` steps, is sent each step's result, and returns a ``T``.
-Flow = Generator[Call, Any, T]
-
-
-class Client(Protocol):
+class Client(_engine.Engine, Protocol):
     """What flows read and set on a client directly (no I/O happens through these)."""
 
-    debuglevel: int
     does_esmtp: bool
     esmtp_features: dict[str, str]
     helo_resp: bytes | None
     ehlo_resp: bytes | None
-    command_encoding: str
     user: str
     password: str
     _auth_challenge_count: int
     _data_replies: list[Response]
     _own_methods: ClassVar[tuple[object, ...]]
 
-    def has_extn(self, opt: str) -> bool: ...
-    def _encode_content(self, piece: bytes, last: bool) -> bytes: ...
-    def _content_encoder(self) -> DataEncoder: ...
-    def _print_debug(self, *args: object) -> None: ...
     @property
     def _tls_active(self) -> bool: ...
     @property
     def _in_transaction(self) -> bool: ...
     @property
-    def _replies_pending(self) -> int: ...
-    @property
-    def _awaiting_final_reply(self) -> bool: ...
+    def _offered(self) -> Extensions: ...
+
+
+# ------------------------------------------------------------------ commands
 
 
 def command(client: Client, verb: str, argument: str = "") -> Flow[Response]:
@@ -94,17 +91,17 @@ def command(client: Client, verb: str, argument: str = "") -> Flow[Response]:
     transaction before the error is raised, so no half-built envelope is left behind.
     """
     try:
-        yield Call("putcmd", (verb, argument))
+        yield Invoke(lambda c: c.putcmd(verb, argument))
     except ValueError:
         yield from _reset_if_in_transaction(client)
         raise
-    reply: Response = yield Call("getreply")
+    reply: Response = yield Invoke(lambda c: c.getreply())
     return reply
 
 
 def _reset_if_in_transaction(client: Client) -> Flow[None]:
     if client._in_transaction:
-        yield Call("_rset")
+        yield from quiet_rset(client)
 
 
 def _refuse_controls(client: Client, *texts: str) -> Flow[None]:
@@ -138,9 +135,9 @@ def ehlo(client: Client, verb: str, name: str) -> Flow[Response]:
 
 def ehlo_or_helo_if_needed(client: Client) -> Flow[None]:
     if client.helo_resp is None and client.ehlo_resp is None:
-        code, _ = yield Call("ehlo")
+        code, _ = yield Invoke(lambda c: c.ehlo())
         if not 200 <= code <= 299:
-            code, resp = yield Call("helo")
+            code, resp = yield Invoke(lambda c: c.helo())
             if not 200 <= code <= 299:
                 raise SMTPHeloError(code, resp)
 
@@ -153,17 +150,13 @@ def rset(client: Client) -> Flow[Response]:
 def quiet_rset(client: Client) -> Flow[None]:
     """smtplib's ``_rset``: a safety reset whose disconnection shows on the next command."""
     try:
-        yield Call("rset")
+        yield Invoke(lambda c: c.rset())
     except SMTPServerDisconnected:
         pass
 
 
 def mail(client: Client, sender: str, options: Sequence[str]) -> Flow[Response]:
     yield from _refuse_controls(client, sender)
-    return (yield from command(client, "mail", mail_argument(client, sender, options)))
-
-
-def mail_argument(client: Client, sender: str, options: Sequence[str]) -> str:
     optionlist = ""
     if options and client.does_esmtp:
         if any(option.lower() == "smtputf8" for option in options):
@@ -171,17 +164,13 @@ def mail_argument(client: Client, sender: str, options: Sequence[str]) -> str:
                 raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
             client.command_encoding = "utf-8"
         optionlist = " " + " ".join(options)
-    return f"from:{quoteaddr(sender)}{optionlist}"
+    return (yield from command(client, "mail", f"from:{quoteaddr(sender)}{optionlist}"))
 
 
 def rcpt(client: Client, recip: str, options: Sequence[str]) -> Flow[Response]:
     yield from _refuse_controls(client, recip)
-    return (yield from command(client, "rcpt", rcpt_argument(client, recip, options)))
-
-
-def rcpt_argument(client: Client, recip: str, options: Sequence[str]) -> str:
     optionlist = " " + " ".join(options) if options and client.does_esmtp else ""
-    return f"to:{quoteaddr(recip)}{optionlist}"
+    return (yield from command(client, "rcpt", f"to:{quoteaddr(recip)}{optionlist}"))
 
 
 def verify(client: Client, verb: str, address: str) -> Flow[Response]:
@@ -202,56 +191,29 @@ def data(client: Client, msg: str | bytes) -> Flow[Response]:
         client._print_debug("data:", (code, repl))
     if code != 354:
         raise SMTPDataError(code, repl)
-    return (yield from _send_content(client, msg))
-
-
-def _send_content(client: Client, msg: str | bytes) -> Flow[Response]:
-    """After a 354: the content, streamed in pieces, then the final reply or replies."""
-    yield from stream_data(client, content_pieces(msg))
-    return (yield from final_replies(client))
-
-
-def stream_data(client: Client, pieces: Iterator[bytes], write: str = "send") -> Flow[None]:
-    """The content after a 354, piece by piece, and the terminator.  *write* is the
-    method that sends each piece: ``send``, or ``_write`` where ``send`` is bypassed."""
+    conn = connection(client)
+    pieces = content_pieces(msg)
     previous = next(pieces, b"")
     for piece in pieces:
-        yield Call(write, (client._encode_content(previous, False),))
+        encoded = conn.send_data(previous)
         previous = piece
+        yield send_step(encoded)
     # The last piece and the terminator go out in one write (no small trailing segment).
-    yield Call(write, (client._encode_content(previous, True),))
-
-
-def final_replies(client: Client) -> Flow[Response]:
-    """The reply after the content: one, or for LMTP one per accepted recipient, kept in
-    ``_data_replies``; returns the first failure, or the last reply."""
+    yield send_step(conn.send_data(previous) + conn.end_data())
     final: list[Response] = []
-    for _ in range(client._replies_pending):
-        reply = yield Call("getreply")
+    for _ in range(conn.pending):
+        reply: Response = yield Invoke(lambda c: c.getreply())
         if client.debuglevel > 0:
             client._print_debug("data:", reply)
         final.append(reply)
         if reply[0] == 421:
             break  # the server is closing: no more replies will come
-    return _final_outcome(client, final)
-
-
-def _final_replies_at_once(client: Client) -> Flow[Response]:
-    """``final_replies`` in one step, for a transaction that bypasses ``getreply``."""
-    final: list[Response] = yield Call("_read_replies", (client._replies_pending,))
-    if client.debuglevel > 0:
-        for reply in final:
-            client._print_debug("data:", reply)
-    return _final_outcome(client, final)
-
-
-def _final_outcome(client: Client, final: list[Response]) -> Response:
     client._data_replies = final
     # data() returns one (code, message): for LMTP the first failure, else the last reply.
-    for reply in final:
-        if not 200 <= reply[0] <= 299:
-            return reply
-    return final[-1]
+    return next((reply for reply in final if not 200 <= reply[0] <= 299), final[-1])
+
+
+# ---------------------------------------------------------------------- AUTH
 
 
 def auth(
@@ -265,30 +227,45 @@ def auth(
     mechanism = mechanism.upper()
     initial = authobject() if initial_response_ok else None
     if initial is not None:
-        code, resp = yield Call("docmd", ("AUTH", f"{mechanism} {_b64(initial)}"))
+        argument = f"{mechanism} {_b64(initial)}"
+        code, resp = yield Invoke(lambda c: c.docmd("AUTH", argument))
         client._auth_challenge_count = 1
     else:
-        code, resp = yield Call("docmd", ("AUTH", mechanism))
+        code, resp = yield Invoke(lambda c: c.docmd("AUTH", mechanism))
         client._auth_challenge_count = 0
     while code == 334:
         client._auth_challenge_count += 1
         try:
             challenge = base64.b64decode(resp, validate=True)
         except binascii.Error:
-            yield from _cancel_auth(client)
+            yield from _cancel_auth()
             raise SMTPAuthenticationError(
                 code, b"server sent a challenge that is not valid base64: " + resp[:100]
             ) from None
-        code, resp = yield Call("docmd", (_b64(authobject(challenge)),))
+        code, resp = yield _docmd_step(_b64(authobject(challenge)))
         if client._auth_challenge_count > MAX_CHALLENGES:
             if code == 334:
-                yield from _cancel_auth(client)
+                yield from _cancel_auth()
             raise SMTPException(
                 "Server AUTH mechanism infinite loop. Last response: " + repr((code, resp))
             )
     if code in (235, 503):  # 503: already authenticated
         return code, resp
     raise SMTPAuthenticationError(code, resp)
+
+
+def _docmd_step(cmd: str, args: str = "") -> Invoke:
+    return Invoke(lambda c: c.docmd(cmd, args))
+
+
+def _auth_step(
+    mechanism: str, authobject: Callable[..., str | bytes | None], initial_response_ok: bool
+) -> Invoke:
+    return Invoke(lambda c: c.auth(mechanism, authobject, initial_response_ok=initial_response_ok))
+
+
+def _rcpt_step(recipient: str, options: Sequence[str]) -> Invoke:
+    return Invoke(lambda c: c.rcpt(recipient, options))
 
 
 def _b64(response: str | bytes | None) -> str:
@@ -298,11 +275,11 @@ def _b64(response: str | bytes | None) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _cancel_auth(client: Client) -> Flow[None]:
+def _cancel_auth() -> Flow[None]:
     # RFC 4954 section 4: a "*" line cancels the exchange; the server answers 501.  This
     # keeps client and server in step instead of leaving the server waiting.
     try:
-        yield Call("docmd", ("*",))
+        yield Invoke(lambda c: c.docmd("*"))
     except SMTPServerDisconnected:
         pass
 
@@ -312,7 +289,7 @@ _LOGIN_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")
 
 
 def login(client: Client, user: str, password: str, initial_response_ok: bool) -> Flow[Response]:
-    yield Call("ehlo_or_helo_if_needed")
+    yield Invoke(lambda c: c.ehlo_or_helo_if_needed())
     if not client.has_extn("auth"):
         raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
     if not client._tls_active and client.has_extn("starttls"):
@@ -332,9 +309,7 @@ def login(client: Client, user: str, password: str, initial_response_ok: bool) -
     for mechanism in mechanisms:
         authobject = getattr(client, "auth_" + mechanism.lower().replace("-", "_"))
         try:
-            code, resp = yield Call(
-                "auth", (mechanism, authobject), {"initial_response_ok": initial_response_ok}
-            )
+            code, resp = yield _auth_step(mechanism, authobject, initial_response_ok)
         except SMTPAuthenticationError as exc:
             last_error = exc
         else:
@@ -344,15 +319,18 @@ def login(client: Client, user: str, password: str, initial_response_ok: bool) -
     raise last_error
 
 
+# ------------------------------------------------------------- the session
+
+
 def starttls(client: Client, context: object) -> Flow[Response]:
-    yield Call("ehlo_or_helo_if_needed")
+    yield Invoke(lambda c: c.ehlo_or_helo_if_needed())
     if not client.has_extn("starttls"):
         raise SMTPNotSupportedError("STARTTLS extension not supported by server.")
-    code, reply = yield Call("docmd", ("STARTTLS",))
+    code, reply = yield Invoke(lambda c: c.docmd("STARTTLS"))
     if code != 220:
         # RFC 3207 section 4: 501 (syntax) or 454 (TLS not available for now).
         raise SMTPResponseException(code, reply)
-    yield Call("_start_tls", (context,))
+    yield StartTLS(context)
     # RFC 3207 section 4.2: forget everything learned before TLS.
     _forget_session(client)
     return code, reply
@@ -365,22 +343,28 @@ def _forget_session(client: Client) -> None:
 
 
 def quit(client: Client) -> Flow[Response]:
-    result: Response = yield Call("docmd", ("quit",))
+    result: Response = yield Invoke(lambda c: c.docmd("quit"))
     _forget_session(client)  # a new EHLO is needed after a later connect()
-    yield Call("close")
+    yield Invoke(lambda c: c.close())
     return result
 
 
 def exit_session(client: Client) -> Flow[None]:
-    """``__exit__``: QUIT, raising if it is refused, and always close."""
+    """``__exit__``: QUIT, raising if it is refused, and always close.  (No ``finally``
+    that yields: a flow closed by a KeyboardInterrupt must not take another step.)"""
     try:
-        code, message = yield Call("docmd", ("QUIT",))
-        if code != 221:
-            raise SMTPResponseException(code, message)
+        code, message = yield Invoke(lambda c: c.docmd("QUIT"))
     except SMTPServerDisconnected:
-        pass
-    finally:
-        yield Call("close")
+        code, message = 221, b""
+    except Exception:
+        yield Invoke(lambda c: c.close())
+        raise
+    yield Invoke(lambda c: c.close())
+    if code != 221:
+        raise SMTPResponseException(code, message)
+
+
+# ------------------------------------------------------------ sending mail
 
 
 def sendmail(
@@ -390,7 +374,6 @@ def sendmail(
     msg: str | bytes,
     mail_options: Sequence[str],
     rcpt_options: Sequence[str],
-    lmtp: bool,
 ) -> Flow[dict[str, Response]]:
     """One whole transaction, with smtplib's error policy.
 
@@ -398,84 +381,159 @@ def sendmail(
     for LMTP each accepted recipient's own reply after the content decides its fate.
     """
     if not (greeted(client) and method_intact(client, "ehlo_or_helo_if_needed")):
-        yield Call("ehlo_or_helo_if_needed")
-    recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-    smtputf8 = bool(mail_options) and any(option.lower() == "smtputf8" for option in mail_options)
-    check_envelope(
-        [from_addr, *recipients], [*mail_options, *rcpt_options], "utf-8" if smtputf8 else "ascii"
-    )
-    check_content(msg)  # the message is streamed as it is, never copied whole
-    esmtp_opts: list[str] = []
-    if client.does_esmtp:
-        if client.has_extn("size"):
-            esmtp_opts.append(f"size={normalized_size(msg)}")
-        esmtp_opts.extend(mail_options)
-    if client.has_extn("pipelining") and graph_intact(client):
-        accepted, refused, code, resp = yield from _pipelined_transaction(
-            client, from_addr, recipients, msg, esmtp_opts, rcpt_options
-        )
-    else:
-        code, resp = yield Call("mail", (from_addr, esmtp_opts))
-        if code != 250:
-            yield Call("close" if code == 421 else "_rset")
-            raise SMTPSenderRefused(code, resp, from_addr)
-        refused, accepted = {}, []
-        for recipient in recipients:
-            reply = yield Call("rcpt", (recipient, rcpt_options))
-            if _tally(recipient, reply, accepted, refused):
-                yield Call("close")
-                raise SMTPRecipientsRefused(refused)
-        if not accepted:
-            yield Call("_rset")
-            raise SMTPRecipientsRefused(refused)
-        code, resp = yield Call("data", (msg,))
-    if code == 250 and not lmtp:
-        return refused  # delivered (the common case, without a generator for the rest)
-    return (yield from _judge_delivery(client, accepted, refused, code, resp, lmtp))
+        yield Invoke(lambda c: c.ehlo_or_helo_if_needed())
+    job = plan_sendmail(client, from_addr, to_addrs, msg, mail_options, rcpt_options)
+    if not graph_intact(client):
+        options = sendmail_options(client, msg, mail_options)
+        return (yield from _sendmail_step_by_step(client, job, msg, options, rcpt_options))
+    (outcome,) = yield from _engine.transact(client, [job], compat=True)
+    assert isinstance(outcome, _engine.Outcome)
+    return _outcomes.sendmail_result(outcome, client._lmtp)
 
 
-def _tally(
-    recipient: str, reply: Response, accepted: list[str], refused: dict[str, Response]
-) -> bool:
-    """One RCPT reply, smtplib's way: 250 and 251 accept.  True for a 421, which ends
-    the transaction at once (the caller closes and raises).  A plain function, not a
-    flow: it runs once per recipient of a fan-out."""
-    if reply[0] in (250, 251):
-        accepted.append(recipient)
-    else:
-        refused[recipient] = reply
-    return reply[0] == 421
-
-
-def _judge_delivery(
+def _sendmail_step_by_step(
     client: Client,
-    accepted: list[str],
-    refused: dict[str, Response],
-    code: int,
-    resp: bytes,
-    lmtp: bool,
+    job: Job,
+    msg: str | bytes,
+    mail_options: Sequence[str],
+    rcpt_options: Sequence[str],
 ) -> Flow[dict[str, Response]]:
-    if lmtp:
-        # RFC 2033 section 4.2: one reply per accepted recipient, in RCPT order.
+    """smtplib's own sequence, through the public methods a subclass or a test replaced."""
+    code, resp = yield Invoke(lambda c: c.mail(job.sender, mail_options))
+    if code != 250:
+        if code == 421:
+            yield Invoke(lambda c: c.close())
+        else:
+            yield from quiet_rset(client)
+        raise SMTPSenderRefused(code, resp, job.sender)
+    refused: dict[str, Response] = {}
+    accepted: list[str] = []
+    for recipient in job.recipients:
+        reply = yield _rcpt_step(recipient, rcpt_options)
+        if reply[0] in (250, 251):
+            accepted.append(recipient)
+        else:
+            refused[recipient] = reply
+        if reply[0] == 421:
+            yield Invoke(lambda c: c.close())
+            raise SMTPRecipientsRefused(refused)
+    if not accepted:
+        yield from quiet_rset(client)
+        raise SMTPRecipientsRefused(refused)
+    code, resp = yield Invoke(lambda c: c.data(msg))
+    if client._lmtp:
+        finals = iter(client._data_replies)
         delivered = False
-        for recipient, (rcode, rresp) in zip(accepted, client._data_replies, strict=False):
+        for recipient in accepted:
+            rcode, rresp = next(finals, (code, resp))
             if 200 <= rcode <= 299:
                 delivered = True
             else:
                 refused[recipient] = (rcode, rresp)
-        for recipient in accepted[len(client._data_replies) :]:
-            refused[recipient] = (code, resp)  # no reply of its own: the connection ended
         if not delivered:
             raise SMTPRecipientsRefused(refused)
         return refused
     if code != 250:
-        yield Call("close" if code == 421 else "_rset")
+        if code == 421:
+            yield Invoke(lambda c: c.close())
+        else:
+            yield from quiet_rset(client)
         raise SMTPDataError(code, resp)
     return refused
 
 
-# The methods a pipelined transaction bypasses.  If a subclass or a test replaced any of
-# them, the transaction goes step by step so that the replacement is still called.
+def send_message(
+    client: Client,
+    msg: email.message.Message,
+    from_addr: str | None,
+    to_addrs: str | Sequence[str] | None,
+    mail_options: Sequence[str],
+    rcpt_options: Sequence[str],
+) -> Flow[dict[str, Response]]:
+    """Envelope from the headers (RFC 5322 section 3.6.6 for Resent-*), Bcc removed."""
+    yield Invoke(lambda c: c.ehlo_or_helo_if_needed())
+    from_addr, to_addrs = envelope_from_headers(msg, from_addr, to_addrs)
+    envelope = [from_addr, *([to_addrs] if isinstance(to_addrs, str) else to_addrs)]
+    international = not all(address.isascii() for address in envelope)
+    if international and not client.has_extn("smtputf8"):
+        raise SMTPNotSupportedError(
+            "One or more source or delivery addresses require internationalized email"
+            " support, but the server does not advertise the required SMTPUTF8 capability"
+        )
+    if international:
+        mail_options = (*mail_options, "SMTPUTF8", "BODY=8BITMIME")
+    flat = flatten(msg, utf8=international)
+    sender, recipients = from_addr, to_addrs
+    refused: dict[str, Response] = yield Invoke(
+        lambda c: c.sendmail(sender, recipients, flat, mail_options, rcpt_options)
+    )
+    return refused
+
+
+Item = Content | tuple[Content, str | None, str | Recipient | Iterable[str | Recipient] | None]
+
+
+def deliver(
+    client: Client,
+    message: Content,
+    sender: str | None,
+    recipients: str | Recipient | Iterable[str | Recipient] | None,
+    options: DeliveryOptions,
+) -> Flow[SendResult]:
+    """One message, with a result for every recipient (see ``SMTP.deliver``)."""
+    yield Invoke(lambda c: c.ehlo_or_helo_if_needed())
+    job = plan_delivery(client, message, sender, recipients, options)
+    (outcome,) = yield from _engine.transact(client, [job], graph=not graph_intact(client))
+    assert isinstance(outcome, _engine.Outcome)
+    result = _outcomes.entry(outcome, client._lmtp, single=True)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def deliver_many(
+    client: Client,
+    items: Iterable[Item],
+    options: DeliveryOptions,
+    window: int | None,
+    quit: bool,
+) -> Flow[list[SendResult | Exception]]:
+    """A batch (see ``SMTP.deliver_many``): every item planned when the engine reaches it,
+    one entry per item, in order."""
+    yield Invoke(lambda c: c.ehlo_or_helo_if_needed())
+    window = _engine.DEFAULT_WINDOW if window is None else window
+    if window < 1:
+        raise ValueError("window must be at least 1")
+
+    def jobs() -> Iterator[Job | BaseException]:
+        for item in items:
+            try:
+                if isinstance(item, tuple):
+                    message, sender, recipients = item
+                    yield plan_delivery(client, message, sender, recipients, options)
+                else:
+                    yield plan_delivery(client, item, None, None, options)
+            except (SMTPException, ValueError, TypeError, UnicodeError) as exc:
+                yield exc  # this item cannot be sent; the others still can
+
+    outcomes = yield from _engine.transact(
+        client, jobs(), window=window, quit=quit, graph=not graph_intact(client)
+    )
+    return [
+        _outcomes.entry(o, client._lmtp) if isinstance(o, _engine.Outcome) else _as_exc(o)
+        for o in outcomes
+    ]
+
+
+def _as_exc(error: BaseException) -> Exception:
+    assert isinstance(error, Exception)
+    return error
+
+
+# -------------------------------------------------------- smtplib's method graph
+
+# The methods a transaction bypasses.  If a subclass or a test replaced any of them, the
+# transaction goes step by step so that the replacement is still called.
 _PIPELINE_BYPASSES = ("mail", "rcpt", "data", "putcmd", "getreply", "send")
 # ... and the one sendmail skips once the session is greeted.
 _WATCHED = (*_PIPELINE_BYPASSES, "ehlo_or_helo_if_needed")
@@ -503,86 +561,8 @@ def method_intact(client: Client, name: str) -> bool:
 
 
 def graph_intact(client: Client) -> bool:
-    # Checked on every call, not cached: tests patch methods on the class at run time.
-    # One attrgetter fetches all the names (this runs once per message).
+    """No method a transaction bypasses was replaced.  Checked on every call, not cached:
+    tests patch methods on the class at run time."""
     own = client._own_methods[: len(_PIPELINE_BYPASSES)]
     replaced_here = not vars(client).keys().isdisjoint(_PIPELINE_BYPASSES)
     return not replaced_here and _bypassed_methods(type(client)) == own
-
-
-def _pipelined_transaction(
-    client: Client,
-    from_addr: str,
-    recipients: list[str],
-    content: str | bytes,
-    esmtp_opts: Sequence[str],
-    rcpt_options: Sequence[str],
-) -> Flow[tuple[list[str], dict[str, Response], int, bytes]]:
-    """RFC 2920: MAIL, every RCPT and DATA in one write, replies read in order.
-
-    Exactly smtplib's outcomes (the same dict, the same exceptions), with every reply
-    read so the session stays in step.  Returns the accepted and refused recipients and
-    the final reply.
-    """
-    commands = [("mail", mail_argument(client, from_addr, esmtp_opts))]
-    commands += [("rcpt", rcpt_argument(client, r, rcpt_options)) for r in recipients]
-    commands.append(("data", ""))
-    replies: list[Response] = yield Call("_exchange", (commands,))
-    code, resp = replies[0]
-    if code != 250:
-        yield from _end_refused(replies)
-        raise SMTPSenderRefused(code, resp, from_addr)
-    refused: dict[str, Response] = {}
-    accepted: list[str] = []
-    for recipient, reply in zip(recipients, replies[1:], strict=False):
-        if _tally(recipient, reply, accepted, refused):
-            yield Call("close")
-            raise SMTPRecipientsRefused(refused)
-    if not accepted:
-        yield from _end_refused(replies)
-        raise SMTPRecipientsRefused(refused)
-    code, resp = replies[-1]
-    if client.debuglevel > 0:
-        client._print_debug("data:", (code, resp))
-    if code != 354:
-        raise SMTPDataError(code, resp)
-    yield from stream_data(client, content_pieces(content), "_write")
-    code, resp = yield from _final_replies_at_once(client)
-    return accepted, refused, code, resp
-
-
-def _end_refused(replies: list[Response]) -> Flow[None]:
-    """After a refused MAIL or every RCPT refused, with all replies read: reset, as
-    smtplib does; close instead after a 421, or if the server took DATA anyway (end the
-    session rather than send content that could be delivered to someone)."""
-    if replies[-1][0] in (421, 354):
-        yield Call("close")
-    else:
-        yield Call("_rset")
-
-
-def send_message(
-    client: Client,
-    msg: email.message.Message,
-    from_addr: str | None,
-    to_addrs: str | Sequence[str] | None,
-    mail_options: Sequence[str],
-    rcpt_options: Sequence[str],
-) -> Flow[dict[str, Response]]:
-    """Envelope from the headers (RFC 5322 section 3.6.6 for Resent-*), Bcc removed."""
-    yield Call("ehlo_or_helo_if_needed")
-    from_addr, to_addrs = envelope_from_headers(msg, from_addr, to_addrs)
-    envelope = [from_addr, *([to_addrs] if isinstance(to_addrs, str) else to_addrs)]
-    international = not all(address.isascii() for address in envelope)
-    if international and not client.has_extn("smtputf8"):
-        raise SMTPNotSupportedError(
-            "One or more source or delivery addresses require internationalized email"
-            " support, but the server does not advertise the required SMTPUTF8 capability"
-        )
-    if international:
-        mail_options = (*mail_options, "SMTPUTF8", "BODY=8BITMIME")
-    flat = flatten(msg, utf8=international)
-    refused: dict[str, Response] = yield Call(
-        "sendmail", (from_addr, to_addrs, flat, mail_options, rcpt_options)
-    )
-    return refused

@@ -29,7 +29,11 @@ LAYERS = {
     "_timeouts": 1,
     "_message": 1,
     "_results": 1,
-    "_deliver": 1,
+    "_steps": 1,
+    "_wire": 1,
+    "_plan": 1,
+    "_engine": 1,
+    "_outcomes": 1,
     "_clientbase": 2,
     "_sync": 2,
     "_async": 2,
@@ -186,7 +190,7 @@ def test_the_resolver_sees_the_real_imports() -> None:
     client, source = by_name["smtpx._sync._client"]
     targets = {imp.target for imp in _imports(source, client)}
     assert "smtpx._flows" in targets  # from .. import _flows
-    assert "smtpx._protocol.ClientConnection" in targets  # from .._protocol import (...)
+    assert "smtpx._protocol.ProtocolError" in targets  # from .._protocol import ProtocolError
     assert "socket" in targets
     reply, source = by_name["smtpx._protocol._reply"]
     assert "smtpx._protocol._errors.RemoteProtocolError" in {

@@ -1,57 +1,39 @@
-"""``AsyncSMTP``, ``AsyncSMTP_SSL`` and ``AsyncLMTP``: the asyncio twins of the blocking classes.
+"""``AsyncSMTP``: the asyncio twin of the blocking ``SMTP`` (``AsyncSMTP_SSL`` and
+``AsyncLMTP`` are in ``_variants``).
 
-Only the primitives that touch the stream live here (``connect``, ``send``, ``putcmd``,
-``getreply``, ``close`` and the TLS switch); every multi-step method runs the same flow
-from ``smtpx._flows`` as the blocking driver, awaiting each step instead of calling it.
+This module is the asyncio driver: it connects, performs the steps flows yield (write,
+read, TLS handshake, close; ``smtpx._steps``) on a ``Stream`` (``_stream``), and runs each
+public method's flow, awaiting each step.  Everything else is in the policy layer, shared
+with the blocking driver.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.message
+import inspect
 import socket
 import ssl
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self, TypeVar
 
-from .. import _deliver, _flows
-from .._clientbase import (
-    CRLF,
-    SMALL_WRITE,
-    ClientBase,
-    Response,
-    legacy_context,
-    redact,
-)
-from .._deliver import DeliveryOptions
-from .._exceptions import (
-    SMTPConnectError,
-    SMTPProtocolError,
-    SMTPServerDisconnected,
-    SMTPStateError,
-    SMTPTimeoutError,
-)
-from .._protocol import (
-    ClientConnection,
-    Command,
-    Event,
-    LocalProtocolError,
-    RemoteProtocolError,
-    Reply,
-    ReplyTooLong,
-    State,
-)
+from .. import _flows, _wire
+from .._clientbase import ClientBase, Response, legacy_context, split_address
+from .._exceptions import SMTPConnectError, SMTPServerDisconnected, SMTPTimeoutError
+from .._plan import DeliveryOptions
+from .._protocol import ProtocolError
 from .._results import Recipient, SendResult
+from .._steps import Close, Flow, Invoke, Receive, Step, Write
 from .._timeouts import Timeouts, as_timeouts
 from ._serial import NESTED, Nested, Serial
 from ._stream import Stream, local_hostname, open_stream
 
 __all__ = ["AsyncSMTP"]
 
-# How long close() waits for the transport to finish closing (a TLS close_notify
-# exchange) before cutting it: closing must not hang on a silent peer.
+# The longest close() waits for the transport to finish closing (a TLS close_notify
+# exchange) before cutting it: closing must not hang on a silent peer.  A client with a
+# shorter command timeout waits no longer than that.
 _CLOSE_TIMEOUT = 5.0
 # Connection attempts to the next address start this long after the previous one
 # (RFC 8305 recommends 250 ms).
@@ -115,6 +97,8 @@ class AsyncSMTP(ClientBase):
     async def __aexit__(self, *args: object) -> None:
         await self._run(_flows.exit_session(self))
 
+    # ------------------------------------------------------------- running flows
+
     def _serialized(self) -> Serial | Nested:
         """Let one task at a time use the connection.  Flows call other public methods:
         only the outermost call of a task takes the lock, so those do not deadlock."""
@@ -123,7 +107,7 @@ class AsyncSMTP(ClientBase):
             return NESTED
         return Serial(self, task)
 
-    async def _run(self, flow: _flows.Flow[_T]) -> _T:
+    async def _run(self, flow: Flow[_T]) -> _T:
         """Drive a flow under the client's lock (see ``_serialized``; written out here
         rather than as ``async with``: every public call comes this way)."""
         task = asyncio.current_task()
@@ -137,29 +121,42 @@ class AsyncSMTP(ClientBase):
             self._owner = None
             self._lock.release()
 
-    async def _drive(self, flow: _flows.Flow[_T]) -> _T:
-        """Await each step's method, send back its result or exception."""
+    async def _drive(self, flow: Flow[_T]) -> _T:
+        """Perform each step, send back its result or exception (``SMTP._run``'s twin)."""
         try:
             step = next(flow)
             while True:
                 try:
-                    result = await getattr(self, step.method)(*step.args, **step.kwargs)
+                    result = await self._perform(step)
                 except Exception as exc:
                     step = flow.throw(exc)
                 else:
                     step = flow.send(result)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        except BaseException:
-            # Cancelled: a flow whose cleanup yields (QUIT's final close) cannot run
-            # it now, and must not turn the CancelledError into a RuntimeError.
-            with contextlib.suppress(RuntimeError):
-                flow.close()
+        except ProtocolError as exc:
+            raise self._protocol_error(exc) from None
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # Cancelled (or KeyboardInterrupt): a command or content may be half
+                # written, so the session is out of step.  Cut it; the error goes on.
+                self._abort()
             raise
         finally:
             flow.close()
 
-    # ------------------------------------------------------------ debugging
+    async def _perform(self, step: Step) -> Any:
+        if isinstance(step, Write):
+            return await self._write(step.data)
+        if isinstance(step, Receive):
+            return await self._receive(step.deadline)
+        if isinstance(step, Invoke):
+            result = step.call(self)
+            # A method patched with a plain function (a test's mock) gives a value.
+            return (await result) if inspect.isawaitable(result) else result
+        if isinstance(step, Close):
+            return self._abort() if step.abort else await self.close()
+        return await self._start_tls(step.context)  # type: ignore[arg-type]
 
     # --------------------------------------------------------- the stream layer
 
@@ -188,17 +185,9 @@ class AsyncSMTP(ClientBase):
         if host is None:
             host = self._host or "localhost"
             port = self._port if port is None else port
-        port = port or 0
         if source_address:
             self.source_address = source_address
-        if not port and host.find(":") == host.rfind(":"):
-            colon = host.rfind(":")
-            if colon >= 0:
-                host, port_text = host[:colon], host[colon + 1 :]
-                try:
-                    port = int(port_text)
-                except ValueError:
-                    raise OSError("nonnumeric port") from None
+        host, port = split_address(host, port or 0)
         if not port:
             port = self.default_port
         sys.audit("smtplib.connect", self, host, port)
@@ -233,59 +222,21 @@ class AsyncSMTP(ClientBase):
         finally:
             self._connect_deadline = None
 
-    def _reply_limit(self, conn: ClientConnection) -> float | None:
-        """The loop-time deadline of the reply now awaited."""
-        if self._connect_deadline is not None:
-            return self._connect_deadline
-        if self.timeout is None:
-            return None  # the common case: no Timeouts object to build
-        timeouts = as_timeouts(self.timeout)
-        limit = timeouts.data if conn.awaiting_final_reply else timeouts.command
-        return None if limit is None else asyncio.get_running_loop().time() + limit
-
     async def _begin_session(self, host: str, port: int) -> None:
-        # A new connection starts from nothing (smtplib keeps the old EHLO reply).
         if self.sock is not None:
             await self.close()
-        self._host, self._port = host, port  # TLS verifies the host actually connected to
-        self._conn = ClientConnection(lmtp=self._lmtp)
-        self.helo_resp = self.ehlo_resp = None
-        self.esmtp_features = {}
-        self.does_esmtp = False
-        self.command_encoding = "ascii"
-        self.file = None
+        self._new_session(host)
+        self._port = port
         if not self.local_hostname:
             self.local_hostname = await local_hostname()
 
-    async def send(self, s: str | bytes) -> None:
-        """Send *s* to the server as it is (str is encoded with ``command_encoding``)."""
-        if self.debuglevel > 0:
-            shown = self._redacted if self._redacted is not None else s
-            self._print_debug("send:", repr(shown))
-        self._redacted = None
-        if not self.sock:
-            raise SMTPServerDisconnected("please run connect() first")
-        data = s.encode(self.command_encoding) if isinstance(s, str) else s
-        sys.audit("smtplib.send", self, data)
-        async with self._serialized():
-            if self._corked is not None:
-                self._corked.append(data)
-            else:
-                await self._sendall(data)
-
     async def _write(self, data: bytes) -> None:
-        """``send`` for bytes, for a transaction that bypasses ``send`` (a flow step:
-        its ``_run`` holds the client; nothing corked)."""
-        if self.debuglevel > 0:
-            self._print_debug("send:", repr(data))
-        sys.audit("smtplib.send", self, data)
-        await self._sendall(data)
-
-    async def _sendall(self, data: bytes) -> None:
-        # Private: only called by methods that already hold the client (send, a flow step).
+        """The ``Write`` step: the transport takes *data*; if it is full (the server reads
+        slowly) wait for room within the command timeout, else cut the connection."""
         stream = self.sock
         if not stream:
             raise SMTPServerDisconnected("please run connect() first")
+        sys.audit("smtplib.send", self, data)
         try:
             stream.write(data)
             if not stream.must_drain:
@@ -296,154 +247,23 @@ class AsyncSMTP(ClientBase):
             else:
                 async with asyncio.timeout(limit):
                     await stream.drain()
-        except asyncio.CancelledError:
-            self._abort()  # part of the data may be on the wire: out of step
-            raise
         except TimeoutError as exc:
-            await self.close()
+            self._abort()  # a peer that does not read: never wait for its close
             raise SMTPTimeoutError("timed out sending to the server") from exc
         except OSError as exc:
-            await self.close()
+            self._abort()
             raise SMTPServerDisconnected("Server not connected") from exc
 
-    async def putcmd(self, cmd: str, args: str = "") -> None:
-        """Send one command line.  CR, LF or NUL in it raise ValueError, nothing is sent."""
-        command = Command(cmd, args)
-        conn = self._conn
-        if conn is None or not self.sock:
+    async def _receive(self, deadline: float | None) -> float | None:
+        """The ``Receive`` step: one read from the server into the core.  *deadline* (loop
+        time) is None on a reply's first read and is returned fixed: the timeout bounds
+        the whole reply, not each read(), so a server that drips one byte at a time cannot
+        hold the client."""
+        stream, conn = self.sock, self._conn
+        if stream is None or conn is None:
             raise SMTPServerDisconnected("please run connect() first")
-        async with self._serialized():
-            if conn.state is State.CLOSED:
-                await self.close()
-                raise SMTPServerDisconnected("Server not connected")
-            secret = conn.state is State.SASL or command.keyword == "AUTH"
-            try:
-                conn.send(command, self.command_encoding)
-            except LocalProtocolError as exc:
-                raise SMTPStateError(str(exc)) from None
-            except RemoteProtocolError as exc:
-                await self.close()
-                raise SMTPProtocolError(-1, str(exc)) from None
-            if secret:
-                self._redacted = redact(command) + CRLF
-            await self.send(command.text + CRLF)
-
-    async def _send_group(self, commands: list[tuple[str, str]]) -> None:
-        """A pipelined group (RFC 2920), checked as a whole by the core, in one write."""
-        conn = self._conn
-        if conn is None or not self.sock:
-            raise SMTPServerDisconnected("please run connect() first")
-        built = [Command(verb, argument) for verb, argument in commands]
-        try:
-            data = conn.send_group(built, self.command_encoding)
-        except LocalProtocolError as exc:
-            raise SMTPStateError(str(exc)) from None
-        except RemoteProtocolError as exc:
-            await self.close()
-            raise SMTPProtocolError(-1, str(exc)) from None
-        if self.debuglevel > 0:
-            for command in built:
-                self._print_debug("send:", repr(command.text + CRLF))
-        sys.audit("smtplib.send", self, data)
-        await self._sendall(data)
-
-    async def _exchange(self, commands: list[tuple[str, str]]) -> list[Response]:
-        """A pipelined group in one write, then its replies."""
-        await self._send_group(commands)
-        return await self._read_replies(len(commands))
-
-    async def _read_replies(self, count: int) -> list[Response]:
-        """*count* replies to a pipelined group, in order; fewer if the server closes with
-        421 on the way.  ``getreply`` in a loop, without its per-call checks (the
-        pipelined path is only taken when ``getreply`` is smtpx's own).  A flow step:
-        the flow's ``_run`` holds the client."""
-        conn = self._conn
-        if conn is None or not self.sock:
-            raise SMTPServerDisconnected("please run connect() first")
-        if self._corked is not None:
-            await self._flush()
-        replies: list[Response] = []
-        deadline: float | None = None
-        try:
-            while len(replies) < count:
-                batch = self._take_replies(conn, count - len(replies))
-                if not batch:
-                    if conn.peer_closed:
-                        await self.close()
-                        raise SMTPServerDisconnected("Connection unexpectedly closed")
-                    deadline = await self._receive(conn, deadline)  # wait for more bytes
-                    continue
-                deadline = None  # each reply has its own time limit
-                for reply in batch:
-                    if self.debuglevel > 0:
-                        self._show_reply(reply)
-                    replies.append((reply.code, reply.message))
-                    if reply.code == 421:
-                        await self.close()  # RFC 5321 section 3.8
-                        return replies
-        except asyncio.CancelledError:
-            self._abort()  # a reply may be half read: out of step
-            raise
-        return replies
-
-    async def _cork(self) -> None:
-        """Hold what ``send`` writes until ``_flush``: a pipelined group in one write."""
-        self._corked = []
-
-    async def _flush(self) -> None:
-        corked, self._corked = self._corked, None
-        if corked:
-            await self._sendall(b"".join(corked))
-
-    async def getreply(self) -> Response:
-        """Read one reply: ``(code, message)``, lines of a multiline reply joined by \\n."""
-        conn = self._conn
-        if conn is None or not self.sock:
-            raise SMTPServerDisconnected("please run connect() first")
-        async with self._serialized():
-            if self._corked is not None:
-                await self._flush()  # never wait for a reply to a command still held back
-            conn.expect_reply()
-            try:
-                reply = await self._read_reply(conn)
-            except asyncio.CancelledError:
-                self._abort()  # the reply may be half read: out of step
-                raise
-            if self.debuglevel > 0:
-                for line in reply.raw:
-                    self._print_debug("reply:", repr(line))
-                self._print_debug(f"reply: retcode ({reply.code}); Msg: {reply.message!a}")
-            if reply.code == 421:
-                # RFC 5321 section 3.8: the server is closing the channel.
-                await self.close()
-            return reply.code, reply.message
-
-    async def _read_reply(self, conn: ClientConnection) -> Reply:
-        deadline: float | None = None
-        while True:
-            try:
-                event = conn.next_event()
-            except ReplyTooLong as exc:
-                await self.close()
-                raise SMTPProtocolError(500, str(exc)) from None
-            except RemoteProtocolError as exc:
-                await self.close()
-                raise SMTPProtocolError(-1, str(exc)) from None
-            if isinstance(event, Reply):
-                return event
-            if event is Event.CONNECTION_CLOSED:
-                await self.close()
-                raise SMTPServerDisconnected("Connection unexpectedly closed")
-            deadline = await self._receive(conn, deadline)
-
-    async def _receive(self, conn: ClientConnection, deadline: float | None) -> float | None:
-        """One read from the server into the core.  *deadline* (loop time) is None on a
-        reply's first read and is returned fixed: the timeout bounds the whole reply, not
-        each read(), so a server that drips one byte at a time cannot hold the client."""
-        stream = self.sock
-        assert stream is not None
         if deadline is None:
-            deadline = self._reply_limit(conn)
+            deadline = self._reply_deadline()
         try:
             if deadline is None:
                 data = await stream.read()
@@ -451,26 +271,39 @@ class AsyncSMTP(ClientBase):
                 async with asyncio.timeout_at(deadline):
                     data = await stream.read()
         except TimeoutError as exc:
-            await self.close()
+            self._abort()
             raise SMTPTimeoutError("timed out waiting for the server's reply") from exc
         except OSError as exc:
-            await self.close()
+            self._abort()
             raise SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
         conn.receive_data(data)
         return deadline
 
-    async def docmd(self, cmd: str, args: str = "") -> Response:
-        """Send a command and return its reply."""
-        return await self._run(_flows.command(self, cmd, args))
+    def _reply_deadline(self) -> float | None:
+        """The loop-time deadline of the reply now awaited."""
+        if self._connect_deadline is not None:
+            return self._connect_deadline
+        if self.timeout is None:
+            return None  # the common case: no Timeouts object to build
+        timeouts = as_timeouts(self.timeout)
+        final = self._conn is not None and self._conn.awaiting_final_reply
+        limit = timeouts.data if final else timeouts.command
+        return None if limit is None else asyncio.get_running_loop().time() + limit
 
     async def close(self) -> None:
-        """Close the connection (no QUIT)."""
+        """Close the connection (no QUIT).  Waits briefly for the transport to close (a TLS
+        close_notify), never longer than the command timeout or 5 s."""
         stream = self._detach()
         if stream is None:
             return
+        if stream.must_drain:
+            stream.abort()  # unsent data the server is not reading: nothing to wait for
+            return
         stream.close()
+        limit = as_timeouts(self.timeout).command
+        grace = _CLOSE_TIMEOUT if limit is None else min(limit, _CLOSE_TIMEOUT)
         try:
-            async with asyncio.timeout(_CLOSE_TIMEOUT):
+            async with asyncio.timeout(grace):
                 await stream.wait_closed()
         except (OSError, TimeoutError):
             stream.abort()  # a peer that is gone or silent: nothing to wait for
@@ -478,17 +311,14 @@ class AsyncSMTP(ClientBase):
             stream.abort()
             raise
 
-    def _cut(self) -> None:
-        self._abort()
-
     def _abort(self) -> None:
-        """Cut the connection at once (cancellation cannot wait for a clean close)."""
+        """Cut the connection at once (after an error or a cancellation nothing is waited
+        for: the peer may never read or answer)."""
         stream = self._detach()
         if stream is not None:
             stream.abort()
 
     def _detach(self) -> Stream | None:
-        self._corked = None
         self.file = None
         stream, self.sock = self.sock, None
         if self._conn is not None:
@@ -507,14 +337,11 @@ class AsyncSMTP(ClientBase):
         try:
             async with asyncio.timeout(as_timeouts(self.timeout).connect):
                 await self.sock.start_tls(context, server_hostname=self._host)
-        except asyncio.CancelledError:
-            self._abort()
-            raise
         except TimeoutError as exc:
-            await self.close()
+            self._abort()  # a server that never answers the handshake: cut, do not wait
             raise SMTPTimeoutError("timed out in the TLS handshake") from exc
         except BaseException:
-            await self.close()
+            self._abort()
             raise
         self.file = None
         self._conn.start_tls()
@@ -523,21 +350,23 @@ class AsyncSMTP(ClientBase):
     def _tls_active(self) -> bool:
         return self.sock is not None and self.sock.get_extra_info("ssl_object") is not None
 
-    async def _send_chunk(self, chunk: bytes, last: bool) -> None:
-        """One BDAT command and its chunk (RFC 3030 section 2)."""
-        if self._conn is None:
-            raise SMTPServerDisconnected("please run connect() first")
-        try:
-            line = self._conn.send_bdat(len(chunk), last)
-        except LocalProtocolError as exc:
-            raise SMTPStateError(str(exc)) from None
-        if len(chunk) <= SMALL_WRITE:
-            await self.send(line + chunk)
-        else:
-            await self.send(line)
-            await self.send(chunk)
-
     # ----------------------------------------------------------- the commands
+
+    async def send(self, s: str | bytes) -> None:
+        """Send *s* to the server as it is (str is encoded with ``command_encoding``)."""
+        await self._run(_wire.send(self, s))
+
+    async def putcmd(self, cmd: str, args: str = "") -> None:
+        """Send one command line.  CR, LF or NUL in it raise ValueError, nothing is sent."""
+        await self._run(_wire.putcmd(self, cmd, args))
+
+    async def getreply(self) -> Response:
+        """Read one reply: ``(code, message)``, lines of a multiline reply joined by \\n."""
+        return await self._run(_wire.getreply(self))
+
+    async def docmd(self, cmd: str, args: str = "") -> Response:
+        """Send a command and return its reply."""
+        return await self._run(_flows.command(self, cmd, args))
 
     async def helo(self, name: str = "") -> Response:
         """HELO; the name defaults to ``local_hostname``."""
@@ -634,7 +463,7 @@ class AsyncSMTP(ClientBase):
     ) -> dict[str, Response]:
         """One mail transaction; returns the refused recipients (see smtplib)."""
         return await self._run(
-            _flows.sendmail(self, from_addr, to_addrs, msg, mail_options, rcpt_options, self._lmtp)
+            _flows.sendmail(self, from_addr, to_addrs, msg, mail_options, rcpt_options)
         )
 
     async def send_message(
@@ -665,13 +494,27 @@ class AsyncSMTP(ClientBase):
     ) -> SendResult:
         """``SMTP.deliver`` as a coroutine (see there, and docs/sending.md)."""
         options = DeliveryOptions(ret, envid, notify, requiretls, chunking, binarymime)
-        return await self._run(
-            _deliver.deliver(self, message, sender, recipients, options, self._lmtp)
-        )
+        return await self._run(_flows.deliver(self, message, sender, recipients, options))
+
+    async def deliver_many(
+        self,
+        items: Iterable[Any],
+        *,
+        window: int | None = None,
+        quit: bool = False,
+        ret: str | None = None,
+        envid: str | None = None,
+        notify: Sequence[str] | None = None,
+        requiretls: bool = False,
+        chunking: bool | None = None,
+    ) -> list[SendResult | Exception]:
+        """``SMTP.deliver_many`` as a coroutine (see there, and docs/sending.md)."""
+        options = DeliveryOptions(ret, envid, notify, requiretls, chunking)
+        return await self._run(_flows.deliver_many(self, items, options, window, quit))
 
     async def quit(self) -> Response:
         """QUIT and close."""
         return await self._run(_flows.quit(self))
 
 
-AsyncSMTP._own_methods = _flows.own_methods(AsyncSMTP)  # what the pipelined path may bypass
+AsyncSMTP._own_methods = _flows.own_methods(AsyncSMTP)  # what the engine may bypass

@@ -26,7 +26,16 @@ CLOSED     nothing
 
 A command may be sent while replies are outstanding only when the server offered
 PIPELINING and every outstanding command is one RFC 2920 section 3.1 lets a group continue
-after (MAIL, RCPT, RSET).
+after: MAIL, RCPT, RSET, a BDAT chunk (RFC 3030 section 4.2), and the end of a message's
+content ("the RSET/MAIL FROM sequence necessary to initiate a new message transaction can be
+placed in the same group as the final transfer of the headers and body of the previous
+message"), which only a new transaction (MAIL, RSET) or QUIT may follow.
+
+Bytes that arrive with no command outstanding answer nothing and are refused (a reply
+injection), with one exception: RFC 5321 section 3.8 lets a server that must shut down send
+``421`` on its own, "on the assumption that the client will receive it after the next command
+is issued".  A buffered 421 is therefore kept as the reply to the next command
+(``closing_reply_buffered`` tells the driver not to bother writing it).
 """
 
 from __future__ import annotations
@@ -63,20 +72,25 @@ _END_OF_DATA = "<end of data>"
 _SASL_RESPONSE = "<sasl response>"
 _UNKNOWN = "<unknown>"  # a reply the caller asked for after writing raw bytes
 
-_PIPELINABLE = frozenset({"MAIL", "RCPT", "RSET"})  # RFC 2920 section 3.1
+# Commands a pipelined group may go on after (RFC 2920 section 3.1); the common ones, which
+# the reply queue does not even count.
+_PIPELINABLE = frozenset({"MAIL", "RCPT", "RSET"})
+# What may follow the end of a message's content in the same group: a new transaction, or
+# the end of the session (RFC 2920 section 3.1).
+_AFTER_CONTENT = frozenset({"MAIL", "RSET", "QUIT"})
 _HELLO = frozenset({"EHLO", "LHLO", "HELO"})
+_CLOSING = 421  # RFC 5321 section 3.8: the service is closing the channel
 
 
 class _Outstanding:
     """The queue of replies still due, with counts kept as it changes, so that checking
     whether a pipelined group may continue costs the same for 1 or 1,000 recipients."""
 
-    __slots__ = ("_queue", "blocking", "blocking_chunks", "final")
+    __slots__ = ("_queue", "blocking", "final")
 
     def __init__(self, first: str) -> None:
         self._queue: deque[str] = deque()
         self.blocking = 0  # entries after which RFC 2920 lets no command follow
-        self.blocking_chunks = 0  # entries after which no BDAT may follow
         self.final = 0  # replies that end a message
         self.append(first)
 
@@ -93,17 +107,14 @@ class _Outstanding:
         return self._queue[-1]
 
     def _count(self, keyword: str, step: int) -> None:
-        if keyword in _PIPELINABLE:
-            return  # MAIL, RCPT, RSET: the common case, nothing to count
-        self.blocking += step
-        if keyword != "BDAT":
-            self.blocking_chunks += step
         if keyword == _END_OF_DATA:
             self.final += step
+        elif keyword != "BDAT":
+            self.blocking += step
 
     def append(self, keyword: str) -> None:
         self._queue.append(keyword)
-        if keyword not in _PIPELINABLE:
+        if keyword not in _PIPELINABLE:  # MAIL, RCPT, RSET: the common case, not counted
             self._count(keyword, 1)
 
     def extend(self, keywords: list[str]) -> None:
@@ -120,7 +131,7 @@ class _Outstanding:
 
     def clear(self) -> None:
         self._queue.clear()
-        self.blocking = self.blocking_chunks = self.final = 0
+        self.blocking = self.final = 0
 
 
 class ClientConnection:
@@ -174,13 +185,24 @@ class ClientConnection:
         self._pending.append(keyword)
         return wire
 
+    @property
+    def closing_reply_buffered(self) -> bool:
+        """A 421 arrived with no command outstanding: the server is closing (RFC 5321
+        section 3.8), and the next command will get it as its reply without being read."""
+        return not self._pending and self._parser.buffered_code() == _CLOSING
+
     def _check_sendable(self, verb: str) -> None:
         """May a command go now, given the replies still due and the bytes received?"""
-        if self._pending:
-            waiting = self._pending.last()
-            if self._pending.blocking or "pipelining" not in self.extensions:
+        pending = self._pending
+        if pending:
+            waiting = pending.last()
+            if pending.blocking or "pipelining" not in self.extensions:
                 raise LocalProtocolError(f"cannot send {verb!r}: a reply to {waiting!r} is pending")
-        elif self._parser.has_buffered:
+            if waiting == _END_OF_DATA and verb not in _AFTER_CONTENT:
+                raise LocalProtocolError(f"cannot send {verb!r} right after a message's content")
+            if waiting == "BDAT" and verb != "RSET":
+                raise LocalProtocolError(f"cannot send {verb!r} between the chunks of a message")
+        elif self._parser.has_buffered and self._parser.buffered_code() != _CLOSING:
             # Bytes arrived that answer nothing we sent: a server out of step, or an
             # attacker's pipelined injection.  Either way the stream cannot be trusted.
             raise RemoteProtocolError("the server sent data that answers no command")
@@ -211,10 +233,13 @@ class ClientConnection:
         caller sends right after it, unchanged.  A last chunk ends the message."""
         if self.state is not State.READY:
             raise LocalProtocolError(self._why_not_now())
-        if self._pending:
-            if self._pending.blocking_chunks or "pipelining" not in self.extensions:
-                raise LocalProtocolError(f"cannot send BDAT: a reply to {self._pending.last()!r}")
-        elif self._parser.has_buffered:
+        pending = self._pending
+        if pending:
+            if pending.blocking or "pipelining" not in self.extensions:
+                raise LocalProtocolError(f"cannot send BDAT: a reply to {pending.last()!r}")
+            if pending.last() == _END_OF_DATA:
+                raise LocalProtocolError("cannot send BDAT right after a message's content")
+        elif self._parser.has_buffered and self._parser.buffered_code() != _CLOSING:
             raise RemoteProtocolError("the server sent data that answers no command")
         if last:
             self._expect_final_replies()
@@ -357,15 +382,17 @@ class ClientConnection:
                 self._encoder = DataEncoder()
                 self.state = State.MESSAGE
         elif keyword == _END_OF_DATA:
-            if not self._pending.final:
+            # The last reply for this message (LMTP sends one per recipient) ends its
+            # transaction; a pipelined MAIL of the next one may already be queued.
+            if not self._pending or self._pending.first() != _END_OF_DATA:
                 self._end_transaction()
         elif keyword == "BDAT":
             pass  # a refused chunk fails the transaction; the caller resets it
         elif keyword == "STARTTLS":
             if code == 220:
                 self.state = State.TLS
-        elif keyword == "QUIT":
-            self.close()
+        elif keyword == "QUIT" and 200 <= code <= 299:
+            self.close()  # 221; a refusal (a 503 to a pipelined QUIT) closes nothing
         if keyword in ("AUTH", _SASL_RESPONSE):
             self.state = State.SASL if code == 334 else State.READY
 

@@ -142,6 +142,15 @@ class ReplyParser:
         """True when any received byte has not been returned in a reply yet."""
         return len(self._buffer) > self._pos or bool(self._lines)
 
+    def buffered_code(self) -> int | None:
+        """The code of the next reply, once its first line is buffered whole; else None."""
+        if self._lines:
+            return self._code
+        buffer, pos = self._buffer, self._pos
+        if buffer.find(b"\n", pos) < 0:
+            return None
+        return _CODES.get(buffer[pos : pos + 3])
+
     def discard(self) -> None:
         """Forget every buffered byte (RFC 3207 section 4.2, after STARTTLS)."""
         self._buffer = b""

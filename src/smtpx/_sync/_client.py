@@ -1,11 +1,12 @@
 """``SMTP``: smtplib's class over the sans-I/O core (``SMTP_SSL`` and ``LMTP`` are in
 ``_variants``).
 
-Only the primitives that touch the socket live here (``connect``, ``send``, ``putcmd``,
-``getreply``, ``close`` and the TLS switch); every multi-step method runs a flow from
-``smtpx._flows``.  The module global ``socket`` is looked up at call time because
-programs and CPython's own tests replace it (``smtplib.socket = mock_socket``);
-``smtpx/__init__.py`` forwards assignments to ``smtpx.socket`` here and to ``_variants``.
+This module is the blocking driver: it connects, performs the steps flows yield (write,
+read, TLS handshake, close; ``smtpx._steps``) on a socket, and runs each public method's
+flow.  Everything else is in the policy layer, shared with the asyncio driver.  The module
+global ``socket`` is looked up at call time because programs and CPython's own tests
+replace it (``smtplib.socket = mock_socket``); ``smtpx/__init__.py`` forwards assignments
+to ``smtpx.socket`` here and to ``_variants``.
 """
 
 from __future__ import annotations
@@ -19,36 +20,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from .. import _deliver, _flows
-from .._clientbase import (
-    CRLF,
-    RECV_SIZE,
-    SMALL_WRITE,
-    SMTP_PORT,
-    ClientBase,
-    Response,
-    legacy_context,
-    redact,
-)
-from .._deliver import DeliveryOptions
-from .._exceptions import (
-    SMTPConnectError,
-    SMTPProtocolError,
-    SMTPServerDisconnected,
-    SMTPStateError,
-    SMTPTimeoutError,
-)
-from .._protocol import (
-    ClientConnection,
-    Command,
-    Event,
-    LocalProtocolError,
-    RemoteProtocolError,
-    Reply,
-    ReplyTooLong,
-    State,
-)
+from .. import _flows, _wire
+from .._clientbase import RECV_SIZE, SMTP_PORT, ClientBase, Response, legacy_context, split_address
+from .._exceptions import SMTPConnectError, SMTPServerDisconnected, SMTPTimeoutError
+from .._plan import DeliveryOptions
+from .._protocol import ProtocolError
 from .._results import Recipient, SendResult
+from .._steps import Close, Flow, Invoke, Receive, Step, Write
 from .._timeouts import Timeouts
 
 __all__ = ["SMTP", "SMTP_PORT"]
@@ -104,23 +82,42 @@ class SMTP(ClientBase):
     def __exit__(self, *args: object) -> None:
         self._run(_flows.exit_session(self))
 
-    def _run(self, flow: _flows.Flow[_T]) -> _T:
-        """Drive a flow: call each step's method, send back its result or exception."""
+    # ------------------------------------------------------------- running flows
+
+    def _run(self, flow: Flow[_T]) -> _T:
+        """Drive a flow: perform each step, send back its result or exception."""
         try:
             step = next(flow)
             while True:
                 try:
-                    result = getattr(self, step.method)(*step.args, **step.kwargs)
+                    result = self._perform(step)
                 except Exception as exc:
                     step = flow.throw(exc)
                 else:
                     step = flow.send(result)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except ProtocolError as exc:
+            raise self._protocol_error(exc) from None
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # KeyboardInterrupt, SystemExit: a command or content may be half written,
+                # so the session is out of step.  Cut it and let the signal go on as itself.
+                self._abort()
+            raise
         finally:
             flow.close()
 
-    # ------------------------------------------------------------ debugging
+    def _perform(self, step: Step) -> Any:
+        if isinstance(step, Write):
+            return self._write(step.data)
+        if isinstance(step, Receive):
+            return self._receive(step.deadline)
+        if isinstance(step, Invoke):
+            return step.call(self)
+        if isinstance(step, Close):
+            return self._abort() if step.abort else self.close()
+        return self._start_tls(step.context)  # type: ignore[arg-type]
 
     # --------------------------------------------------------- the socket layer
 
@@ -137,14 +134,7 @@ class SMTP(ClientBase):
         """Connect to *host* ("host:port" works too) and return the greeting."""
         if source_address:
             self.source_address = source_address
-        if not port and host.find(":") == host.rfind(":"):
-            colon = host.rfind(":")
-            if colon >= 0:
-                host, port_text = host[:colon], host[colon + 1 :]
-                try:
-                    port = int(port_text)
-                except ValueError:
-                    raise OSError("nonnumeric port") from None
+        host, port = split_address(host, port)
         if not port:
             port = self.default_port
         sys.audit("smtplib.connect", self, host, port)
@@ -179,177 +169,35 @@ class SMTP(ClientBase):
                 self.sock.settimeout(timeouts.command)
 
     def _begin_session(self, host: str) -> None:
-        # A new connection starts from nothing: smtplib keeps the old EHLO reply across
-        # close() and connect(), and then skips EHLO on the new server.
         if self.sock is not None:
             self.close()
-        self._host = host  # TLS verifies the host actually connected to
-        self._conn = ClientConnection(lmtp=self._lmtp)
-        self.helo_resp = self.ehlo_resp = None
-        self.esmtp_features = {}
-        self.does_esmtp = False
-        self.command_encoding = "ascii"
-        self.file = None
-
-    def send(self, s: str | bytes) -> None:
-        """Send *s* to the server as it is (str is encoded with ``command_encoding``)."""
-        if self.debuglevel > 0:
-            shown = self._redacted if self._redacted is not None else s
-            self._print_debug("send:", repr(shown))
-        self._redacted = None
-        if not self.sock:
-            raise SMTPServerDisconnected("please run connect() first")
-        data = s.encode(self.command_encoding) if isinstance(s, str) else s
-        sys.audit("smtplib.send", self, data)
-        if self._corked is not None:
-            self._corked.append(data)
-        else:
-            self._sendall(data)
+        self._new_session(host)
 
     def _write(self, data: bytes) -> None:
-        """``send`` for bytes, for a transaction that bypasses ``send`` (nothing corked)."""
-        if self.debuglevel > 0:
-            self._print_debug("send:", repr(data))
+        """The ``Write`` step: all of *data*, or the connection is closed."""
+        if not self.sock:
+            raise SMTPServerDisconnected("please run connect() first")
         sys.audit("smtplib.send", self, data)
-        self._sendall(data)
-
-    def _sendall(self, data: bytes) -> None:
         try:
             self.sock.sendall(data)
         except TimeoutError as exc:
-            self.close()
+            self._abort()
             raise SMTPTimeoutError("timed out sending to the server") from exc
         except OSError as exc:
-            self.close()
+            self._abort()
             raise SMTPServerDisconnected("Server not connected") from exc
 
-    def putcmd(self, cmd: str, args: str = "") -> None:
-        """Send one command line.  CR, LF or NUL in it raise ValueError, nothing is sent."""
-        command = Command(cmd, args)
-        conn = self._conn
-        if conn is None or not self.sock:
+    def _receive(self, deadline: float | None) -> float:
+        """The ``Receive`` step: one read from the server into the core.  *deadline* is None
+        on a reply's first read and is returned fixed: the timeout bounds the whole reply,
+        not each recv(), so a server that drips one byte at a time cannot hold the client
+        longer."""
+        sock, conn = self.sock, self._conn
+        if not sock or conn is None:
             raise SMTPServerDisconnected("please run connect() first")
-        if conn.state is State.CLOSED:
-            self.close()
-            raise SMTPServerDisconnected("Server not connected")
-        secret = conn.state is State.SASL or command.keyword == "AUTH"
-        try:
-            conn.send(command, self.command_encoding)
-        except LocalProtocolError as exc:
-            raise SMTPStateError(str(exc)) from None
-        except RemoteProtocolError as exc:
-            self.close()
-            raise SMTPProtocolError(-1, str(exc)) from None
-        if secret:
-            self._redacted = redact(command) + CRLF
-        self.send(command.text + CRLF)
-
-    def _send_group(self, commands: list[tuple[str, str]]) -> None:
-        """A pipelined group (RFC 2920), checked as a whole by the core, in one write."""
-        conn = self._conn
-        if conn is None or not self.sock:
-            raise SMTPServerDisconnected("please run connect() first")
-        built = [Command(verb, argument) for verb, argument in commands]
-        try:
-            data = conn.send_group(built, self.command_encoding)
-        except LocalProtocolError as exc:
-            raise SMTPStateError(str(exc)) from None
-        except RemoteProtocolError as exc:
-            self.close()
-            raise SMTPProtocolError(-1, str(exc)) from None
-        if self.debuglevel > 0:
-            for command in built:
-                self._print_debug("send:", repr(command.text + CRLF))
-        sys.audit("smtplib.send", self, data)
-        self._sendall(data)
-
-    def _exchange(self, commands: list[tuple[str, str]]) -> list[Response]:
-        """A pipelined group in one write, then its replies."""
-        self._send_group(commands)
-        return self._read_replies(len(commands))
-
-    def _read_replies(self, count: int) -> list[Response]:
-        """*count* replies to a pipelined group, in order; fewer if the server closes with
-        421 on the way.  ``getreply`` in a loop, without its per-call checks (the
-        pipelined path is only taken when ``getreply`` is smtpx's own)."""
-        conn = self._conn
-        if conn is None or not self.sock:
-            raise SMTPServerDisconnected("please run connect() first")
-        if self._corked is not None:
-            self._flush()
-        replies: list[Response] = []
-        deadline: float | None = None
-        while len(replies) < count:
-            batch = self._take_replies(conn, count - len(replies))
-            if not batch:
-                if conn.peer_closed:
-                    self.close()
-                    raise SMTPServerDisconnected("Connection unexpectedly closed")
-                deadline = self._receive(conn, deadline)  # wait for more bytes
-                continue
-            deadline = None  # each reply has its own time limit
-            for reply in batch:
-                if self.debuglevel > 0:
-                    self._show_reply(reply)
-                replies.append((reply.code, reply.message))
-                if reply.code == 421:
-                    self.close()  # RFC 5321 section 3.8
-                    return replies
-        return replies
-
-    def _cork(self) -> None:
-        """Hold what ``send`` writes until ``_flush``: a pipelined group in one write."""
-        self._corked = []
-
-    def _flush(self) -> None:
-        corked, self._corked = self._corked, None
-        if corked:
-            self._sendall(b"".join(corked))
-
-    def getreply(self) -> Response:
-        """Read one reply: ``(code, message)``, lines of a multiline reply joined by \\n."""
-        conn = self._conn
-        if conn is None or not self.sock:
-            raise SMTPServerDisconnected("please run connect() first")
-        if self._corked is not None:
-            self._flush()  # never wait for a reply to a command still held back
-        conn.expect_reply()
-        reply = self._read_reply(conn)
-        if self.debuglevel > 0:
-            for line in reply.raw:
-                self._print_debug("reply:", repr(line))
-            self._print_debug(f"reply: retcode ({reply.code}); Msg: {reply.message!a}")
-        if reply.code == 421:
-            # RFC 5321 section 3.8: the server is closing the channel.
-            self.close()
-        return reply.code, reply.message
-
-    def _read_reply(self, conn: ClientConnection) -> Reply:
-        deadline: float | None = None
-        while True:
-            try:
-                event = conn.next_event()
-            except ReplyTooLong as exc:
-                self.close()
-                raise SMTPProtocolError(500, str(exc)) from None
-            except RemoteProtocolError as exc:
-                self.close()
-                raise SMTPProtocolError(-1, str(exc)) from None
-            if isinstance(event, Reply):
-                return event
-            if event is Event.CONNECTION_CLOSED:
-                self.close()
-                raise SMTPServerDisconnected("Connection unexpectedly closed")
-            deadline = self._receive(conn, deadline)
-
-    def _receive(self, conn: ClientConnection, deadline: float | None) -> float:
-        """One read from the server into the core.  *deadline* is None on a reply's first
-        read and is returned fixed: the timeout bounds the whole reply, not each recv(),
-        so a server that drips one byte at a time cannot hold the client longer."""
-        sock = self.sock
         try:
             if deadline is None:
-                deadline = self._reply_deadline(conn)
+                deadline = self._reply_deadline()
             if deadline is None:
                 timeout = sock.gettimeout()
                 deadline = math.inf if timeout is None else time.monotonic() + timeout
@@ -357,31 +205,27 @@ class SMTP(ClientBase):
             else:
                 data = _recv_before(sock, deadline)
         except TimeoutError as exc:
-            self.close()
+            self._abort()
             raise SMTPTimeoutError("timed out waiting for the server's reply") from exc
         except OSError as exc:
-            self.close()
+            self._abort()
             raise SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
         conn.receive_data(data)
         return deadline
 
-    def _reply_deadline(self, conn: ClientConnection) -> float | None:
+    def _reply_deadline(self) -> float | None:
         """The deadline for this reply under ``Timeouts``; None: the socket's timeout."""
         timeouts = self._timeouts
         if timeouts is None:
             return None
         if self._connect_deadline is not None:
             return self._connect_deadline
-        limit = timeouts.data if conn.awaiting_final_reply else timeouts.command
+        final = self._conn is not None and self._conn.awaiting_final_reply
+        limit = timeouts.data if final else timeouts.command
         return math.inf if limit is None else time.monotonic() + limit
-
-    def docmd(self, cmd: str, args: str = "") -> Response:
-        """Send a command and return its reply."""
-        return self._run(_flows.command(self, cmd, args))
 
     def close(self) -> None:
         """Close the connection (no QUIT)."""
-        self._corked = None
         try:
             file, self.file = self.file, None
             if file:
@@ -393,7 +237,8 @@ class SMTP(ClientBase):
             if sock:
                 sock.close()
 
-    def _cut(self) -> None:
+    def _abort(self) -> None:
+        # A blocking close never waits for the peer: it is the same as close().
         self.close()
 
     def _start_tls(self, context: ssl.SSLContext | None) -> None:
@@ -410,10 +255,10 @@ class SMTP(ClientBase):
             if timeouts is not None:
                 self.sock.settimeout(timeouts.command)
         except TimeoutError as exc:
-            self.close()
+            self._abort()
             raise SMTPTimeoutError("timed out in the TLS handshake") from exc
         except BaseException:
-            self.close()
+            self._abort()
             raise
         self.file = None
         self._conn.start_tls()
@@ -422,21 +267,23 @@ class SMTP(ClientBase):
     def _tls_active(self) -> bool:
         return isinstance(self.sock, ssl.SSLSocket)
 
-    def _send_chunk(self, chunk: bytes, last: bool) -> None:
-        """One BDAT command and its chunk (RFC 3030 section 2)."""
-        if self._conn is None:
-            raise SMTPServerDisconnected("please run connect() first")
-        try:
-            line = self._conn.send_bdat(len(chunk), last)
-        except LocalProtocolError as exc:
-            raise SMTPStateError(str(exc)) from None
-        if len(chunk) <= SMALL_WRITE:
-            self.send(line + chunk)
-        else:
-            self.send(line)
-            self.send(chunk)
-
     # ----------------------------------------------------------- the commands
+
+    def send(self, s: str | bytes) -> None:
+        """Send *s* to the server as it is (str is encoded with ``command_encoding``)."""
+        self._run(_wire.send(self, s))
+
+    def putcmd(self, cmd: str, args: str = "") -> None:
+        """Send one command line.  CR, LF or NUL in it raise ValueError, nothing is sent."""
+        self._run(_wire.putcmd(self, cmd, args))
+
+    def getreply(self) -> Response:
+        """Read one reply: ``(code, message)``, lines of a multiline reply joined by \\n."""
+        return self._run(_wire.getreply(self))
+
+    def docmd(self, cmd: str, args: str = "") -> Response:
+        """Send a command and return its reply."""
+        return self._run(_flows.command(self, cmd, args))
 
     def helo(self, name: str = "") -> Response:
         """HELO; the name defaults to ``local_hostname``."""
@@ -531,7 +378,7 @@ class SMTP(ClientBase):
     ) -> dict[str, Response]:
         """One mail transaction; returns the refused recipients (see smtplib)."""
         return self._run(
-            _flows.sendmail(self, from_addr, to_addrs, msg, mail_options, rcpt_options, self._lmtp)
+            _flows.sendmail(self, from_addr, to_addrs, msg, mail_options, rcpt_options)
         )
 
     def send_message(
@@ -569,21 +416,51 @@ class SMTP(ClientBase):
         *notify* (RFC 3461), *requiretls* (RFC 8689, needs TLS and the server's offer),
         *chunking* (BDAT: None uses it when offered), *binarymime* (RFC 3030).
 
-        PIPELINING, SIZE, SMTPUTF8 and 8BITMIME are used automatically.  Returns a
-        ``SendResult``; refused recipients are in it, not raised, unless none was
+        PIPELINING, SIZE, SMTPUTF8 and 8BITMIME are used automatically; with CHUNKING a
+        message up to 256 KiB goes out with its envelope in one write (one round trip).
+        Returns a ``SendResult``; refused recipients are in it, not raised, unless none was
         accepted (``SMTPRecipientsRefused``).  A connection lost after the content was
         sent raises ``SMTPOutcomeUnknown``.  Every exception carries ``.result`` when
         recipients were already answered.
         """
         options = DeliveryOptions(ret, envid, notify, requiretls, chunking, binarymime)
-        return self._run(_deliver.deliver(self, message, sender, recipients, options, self._lmtp))
+        return self._run(_flows.deliver(self, message, sender, recipients, options))
+
+    def deliver_many(
+        self,
+        items: Iterable[Any],
+        *,
+        window: int | None = None,
+        quit: bool = False,
+        ret: str | None = None,
+        envid: str | None = None,
+        notify: Sequence[str] | None = None,
+        requiretls: bool = False,
+        chunking: bool | None = None,
+    ) -> list[SendResult | Exception]:
+        """Send a batch of messages over this connection, pipelined across transactions.
+
+        *items* is any iterable, consumed as the batch goes: each item is a message
+        (``email.message.Message``, envelope from its headers) or a ``(message, sender,
+        recipients)`` tuple.  Returns one entry per item, in order: its ``SendResult``, or
+        the exception ``deliver()`` would have raised for it.  One refused message never
+        stops the others.  If the connection is lost or closed (421) midway, each message
+        it left behind is reported as ``SMTPNotAttempted`` (never taken: safe to send
+        again) or ``SMTPOutcomeUnknown`` (sent, no final reply); none is sent twice.
+
+        *window*: transactions in flight at once with CHUNKING (default 8).  *quit*: this
+        is the session's last batch: QUIT goes with the last message and the connection is
+        closed.  The other options apply to every message (see ``deliver``).
+        """
+        options = DeliveryOptions(ret, envid, notify, requiretls, chunking)
+        return self._run(_flows.deliver_many(self, items, options, window, quit))
 
     def quit(self) -> Response:
         """QUIT and close."""
         return self._run(_flows.quit(self))
 
 
-SMTP._own_methods = _flows.own_methods(SMTP)  # what the pipelined path may bypass
+SMTP._own_methods = _flows.own_methods(SMTP)  # what the engine may bypass
 
 
 def _recv_before(sock: Any, deadline: float) -> bytes:
