@@ -1,7 +1,7 @@
 """What the blocking and the asyncio clients share: smtplib's state and constants, and
 every method that does no I/O (they are plain functions in both classes).
 
-Each driver adds only its I/O: connecting, the ``Write``/``Receive``/``StartTLS``/``Close``
+Each driver adds only its I/O: connecting, the ``Write``/``Read``/``StartTLS``/``Close``
 steps, and the loop that runs a flow (``_steps``).  Every public method is one line that
 runs a flow from ``_flows``, ``_wire`` or the engine.
 """
@@ -14,10 +14,10 @@ import sys
 import warnings
 from typing import Any, ClassVar
 
-from ._exceptions import SMTPException, from_protocol_error
-from ._protocol import ClientConnection, Extensions, ProtocolError, RemoteProtocolError
+from ._exceptions import SMTPException, SMTPServerDisconnected, from_protocol_error
+from ._protocol import ClientConnection, Extensions, ProtocolError, RemoteProtocolError, Reply
 from ._timeouts import Timeouts
-from ._wire import CRLF, Response
+from ._wire import CRLF, Response, show_reply
 from .auth import cram_md5_response, plain_response
 
 __all__ = [
@@ -136,6 +136,28 @@ class ClientBase:
 
     def _abort(self) -> None:
         raise NotImplementedError
+
+    def _connection(self) -> ClientConnection:
+        conn = self._conn
+        if conn is None or not self.sock:
+            raise SMTPServerDisconnected("please run connect() first")
+        return conn
+
+    def _take(self, conn: ClientConnection, target: int, into: list[Reply]) -> int:
+        """The no-I/O half of the ``Read`` step: move complete replies from the core into
+        *into*, up to *target* in all; returns how many are still missing (0 after a 421:
+        nothing more will come).  A connection that ended first raises."""
+        batch = conn.next_replies(target - len(into))
+        if batch:
+            if self.debuglevel > 0:
+                for reply in batch:
+                    show_reply(self, reply)
+            into += batch
+            return 0 if conn.closed else target - len(into)
+        if conn.closed or conn.peer_closed:
+            self._abort()
+            raise SMTPServerDisconnected("Connection unexpectedly closed")
+        return target - len(into)
 
     def _protocol_error(self, error: ProtocolError) -> SMTPException:
         """A core error, translated at the driver's boundary; after the server's bytes

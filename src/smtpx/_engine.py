@@ -49,8 +49,8 @@ from ._protocol import (
     RemoteProtocolError,
     Reply,
 )
-from ._steps import Close, Flow, Invoke, Write
-from ._wire import Client, connection, encode_commands, read_replies, send_step
+from ._steps import Close, Flow, Invoke, Read, Write
+from ._wire import Client, connection, encode_commands, send_step
 
 __all__ = ["DEFAULT_WINDOW", "EAGER_LIMIT", "Engine", "Lost", "Outcome", "transact"]
 
@@ -97,12 +97,9 @@ class Outcome:
     data: Reply | None = None  # the reply to DATA (354 or a refusal); None with BDAT
     chunk: Reply | None = None  # the first refusal of a BDAT chunk before the last
     final: list[Reply] = field(default_factory=list)  # after the content (LMTP: several)
+    accepted: int = 0  # recipients accepted at RCPT (250 or 251)
     lost: Lost | None = None
     error: BaseException | None = None  # what cut the connection, or the content source
-
-    @property
-    def accepted(self) -> int:
-        return sum(1 for reply in self.rcpts if reply.code in (250, 251))
 
 
 class _Mode(enum.Enum):
@@ -135,7 +132,7 @@ def transact(
     quit: bool = False,
     compat: bool = False,
     graph: bool = False,
-) -> Flow[list[Outcome | BaseException]]:
+) -> Flow[list[Outcome | BaseException]]:  # a flow (the batch's), not a generator itself
     """Send *jobs* in order, pipelined as allowed; one entry per job, in order (an
     exception given in place of a job is passed through).
 
@@ -144,8 +141,7 @@ def transact(
     every command goes through ``putcmd`` and ``getreply`` and the content through
     ``send``, one at a time.
     """
-    batch = _Batch(client, connection(client), window, quit, compat, graph)
-    return (yield from batch.run(iter(jobs)))
+    return _Batch(client, connection(client), window, quit, compat, graph).run(iter(jobs))
 
 
 class _Batch:
@@ -178,9 +174,10 @@ class _Batch:
 
     def run(self, jobs: Iterator[Job | BaseException]) -> Flow[list[Outcome | BaseException]]:
         upcoming = next(jobs, None)
+        conn, inflight = self.conn, self.inflight
         try:
-            while not self._stopped():
-                while self._may_start() and (self.retry or upcoming is not None):
+            while not (self.closing or conn.closed):
+                while (self.retry or upcoming is not None) and self._may_start():
                     if self.retry:
                         txn = self.retry.popleft()
                     else:
@@ -191,13 +188,22 @@ class _Batch:
                             continue
                         txn = self._new(job)
                     self._start(txn)
-                if not self.inflight:
+                if not inflight:
                     break
-                if self._may_quit() and upcoming is None and not self.retry:
+                if self.quit and upcoming is None and not self.retry and self._may_quit():
                     self.out.append(self._commands([Command.quit()]))
                     self.quit_sent = True
-                yield from self._flush()
-                yield from self._advance(self.inflight[0])
+                out = self.out
+                if len(out) == 1 and len(out[0]) <= JOIN_LIMIT:
+                    self.out = []
+                    yield Write(out[0])  # the common case: one group, or one content's end
+                elif out:
+                    yield from self._flush()
+                txn = inflight[0]
+                if txn.outcome.mail is None:
+                    yield from self._envelope(txn)
+                else:  # the envelope is answered: the content is out
+                    yield from self._read_final(txn)
         except _SourceFailed as failed:
             # No terminator was sent, so the server discards the partial message (RFC 5321
             # section 4.1.1.4); the session is out of step: cut it.
@@ -216,11 +222,9 @@ class _Batch:
                 self.entries.append(job)
             else:
                 self.entries.append(Outcome(job, lost=Lost.NOT_ATTEMPTED))
-        yield from self._end_session()
+        if self.closing or self.reset_due or self.quit:
+            yield from self._end_session()
         return self.entries
-
-    def _stopped(self) -> bool:
-        return self.closing or self.conn.closed
 
     def _new(self, job: Job) -> _Transaction:
         if not job.chunking:
@@ -242,8 +246,6 @@ class _Batch:
         """May another transaction be written now?  Only after the end of the content of
         every transaction in flight, within the window, where the server takes commands
         pipelined after the end of content."""
-        if self._stopped():
-            return False
         if not self.inflight:
             return True
         if not self.pipelining or not self.client._pipeline_after_content:
@@ -253,8 +255,7 @@ class _Batch:
     def _may_quit(self) -> bool:
         """May QUIT go in this write?  When asked for, after the end of every content."""
         return (
-            self.quit
-            and not self.quit_sent
+            not self.quit_sent
             and self.client._pipeline_after_content
             and all(t.content_sent for t in self.inflight)
         )
@@ -312,7 +313,7 @@ class _Batch:
     def _read(self, count: int, replies: list[Reply] | None = None) -> Flow[list[Reply]]:
         replies = [] if replies is None else replies
         if not self.graph:
-            return (yield from read_replies(self.client, self.conn, count, replies))
+            return (yield Read(count, replies))  # type: ignore[no-any-return]
         for _ in range(count):
             code, message = yield Invoke(lambda c: c.getreply())
             replies.append(Reply(code, tuple(message.split(b"\n"))))
@@ -320,18 +321,15 @@ class _Batch:
                 break
         return replies
 
-    def _advance(self, txn: _Transaction) -> Flow[None]:
-        """Read what the oldest transaction waits for, and act on it."""
-        if txn.outcome.mail is not None:  # the envelope is answered: the content is out
-            yield from self._read_final(txn)
-            return
+    def _envelope(self, txn: _Transaction) -> Flow[None]:
+        """Read the replies to the oldest transaction's envelope, and act on them."""
         replies: list[Reply] = []
         try:
             if self.graph or not self.pipelining:
                 yield from self._envelope_one_by_one(txn, replies)
             else:
                 extra = int(txn.reset_first) + int(txn.mode is not _Mode.CHUNKS)  # RSET, DATA
-                yield from self._read(1 + len(txn.outcome.job.rcpts) + extra, replies)
+                yield Read(1 + len(txn.outcome.job.rcpts) + extra, replies)
         finally:
             if txn.reset_first:
                 del replies[:1]  # the RSET's reply (a 421 there ends the session)
@@ -372,7 +370,8 @@ class _Batch:
     @staticmethod
     def _keep_envelope(outcome: Outcome, replies: list[Reply]) -> None:
         outcome.mail = replies[0] if replies else None
-        outcome.rcpts = replies[1 : 1 + len(outcome.job.rcpts)]
+        outcome.rcpts = rcpts = replies[1 : 1 + len(outcome.job.rcpts)]
+        outcome.accepted = sum(1 for reply in rcpts if reply.code in (250, 251))
 
     def _record_envelope(self, txn: _Transaction, replies: list[Reply]) -> bool:
         """Act on the MAIL and RCPT (and DATA) replies; False when the transaction ends."""
@@ -425,9 +424,9 @@ class _Batch:
         """The content after the 354, streamed; its end stays queued, so that the next
         transaction (or QUIT) can go in the same write."""
         conn = self.conn
-        pieces = _pieces(txn.outcome.job)
-        previous = next(pieces, b"")
-        for piece in pieces:
+        pieces = txn.outcome.job.pieces
+        previous = _next_piece(pieces) or b""
+        while (piece := _next_piece(pieces)) is not None:
             data = conn.send_data(previous)
             previous = piece
             if data:
@@ -459,9 +458,9 @@ class _Batch:
         encoder = self.conn.content_encoder() if job.normalize else None
         buffered: list[bytes] = []
         size = 0
-        pieces = _pieces(job)
+        pieces = job.pieces
         while True:
-            piece = next(pieces, None)
+            piece = _next_piece(pieces)
             last = piece is None
             if piece is not None:
                 data = encoder.feed(piece) if encoder is not None else piece
@@ -499,7 +498,10 @@ class _Batch:
         finals = 0 if chunks_only else self._finals(txn)
         replies: list[Reply] = []
         try:
-            yield from self._read(txn.due, replies)
+            if self.graph:
+                yield from self._read(txn.due, replies)
+            else:
+                yield Read(txn.due, replies)
         finally:
             # Kept even when the connection is lost midway (LMTP: some recipients known).
             outcome.final = replies[txn.due - finals :]
@@ -531,10 +533,11 @@ class _Batch:
             outcome.lost = Lost.NOT_ATTEMPTED
         if outcome.chunk is not None:
             self.reset_due = True  # RFC 3030 section 4.2: a refused chunk fails it all
-        elif final and not self.lmtp and final[0].code != 421:
-            failed = final[0].code != 250 if self.compat else not final[0].is_positive
+        elif final and not self.lmtp and final[0].code != 250:
+            failed = final[0].code != 421 and (self.compat or not final[0].is_positive)
             self.reset_due = self.reset_due or failed
-        self._lost_behind()
+        if self.conn.closed:
+            self._lost_behind()
 
     # ------------------------------------------------------------ losses and the end
 
@@ -591,18 +594,13 @@ def _putcmd_step(command: Command) -> Invoke:
     return Invoke(lambda c: c.putcmd(command.verb, command.argument))
 
 
-def _pieces(job: Job) -> Iterator[bytes]:
-    """The job's content; a failure of the caller's source is told apart from the
-    connection's."""
-    pieces = job.pieces
-    while True:
-        try:
-            piece = next(pieces)
-        except StopIteration:
-            return
-        except Exception as exc:
-            raise _SourceFailed(str(exc)) from exc
-        yield piece
+def _next_piece(pieces: Iterator[bytes]) -> bytes | None:
+    """The next piece of a job's content, None at its end; a failure of the caller's
+    source (a file, an iterator) is told apart from the connection's."""
+    try:
+        return next(pieces, None)
+    except Exception as exc:
+        raise _SourceFailed(str(exc)) from exc
 
 
 def _encode_whole(job: Job) -> bytes:

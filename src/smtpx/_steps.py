@@ -9,7 +9,7 @@ and nothing more: the blocking one with a socket, the asyncio one with a transpo
 step       the driver                                 sends back
 =========  =========================================  ==================================
 Write      writes the bytes (``smtplib.send`` audit)  None
-Receive    reads once from the server into the core   the deadline it used
+Read       reads until N more replies are complete    the list it appended them to
 StartTLS   performs the TLS handshake                 None
 Close      closes (``abort``: cuts at once)           None
 Invoke     calls one of smtplib's public methods      what the method returns
@@ -26,12 +26,14 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+from ._protocol import Reply
+
 __all__ = [
     "Close",
     "Flow",
     "Graph",
     "Invoke",
-    "Receive",
+    "Read",
     "StartTLS",
     "Step",
     "Write",
@@ -46,12 +48,14 @@ class Write(NamedTuple):
     data: bytes
 
 
-class Receive(NamedTuple):
-    """Read what the server sent next into the core.  *deadline* is None at the start of a
-    wait; the driver sends back the deadline it chose, and the flow passes it on for the
-    rest of that reply, so a server that drips bytes cannot stretch the timeout."""
+class Read(NamedTuple):
+    """Read until *number* more replies are complete, appending them to *into* (so that a
+    flow keeps those read before a failure); fewer when the server closes with 421 on
+    the way, RFC 5321 section 3.8 (the driver closes too).  Each reply has its own time
+    limit, and a server that drips bytes cannot stretch it."""
 
-    deadline: float | None
+    number: int
+    into: list[Reply]
 
 
 class StartTLS(NamedTuple):
@@ -75,7 +79,7 @@ class Invoke(NamedTuple):
     call: Callable[[Graph], Any]
 
 
-Step = Write | Receive | StartTLS | Close | Invoke
+Step = Write | Read | StartTLS | Close | Invoke
 #: A flow yields steps, is sent each step's result, and returns a ``T``.
 Flow = Generator[Step, Any, T]
 

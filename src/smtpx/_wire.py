@@ -1,9 +1,9 @@
 """The exchanges every flow is built from: commands out, replies in, over the core.
 
-These are smtplib's lowest methods (``send``, ``putcmd``, ``getreply``) and the engine's
-pipelined reads, written once as flows: the drivers only perform the ``Write`` and
-``Receive`` steps.  Debug output (``set_debuglevel``) is produced here, in smtplib's format,
-and AUTH lines are redacted before they are shown.
+These are smtplib's lowest methods (``send``, ``putcmd``, ``getreply``), written once as
+flows: the drivers only perform the ``Write`` and ``Read`` steps.  Debug output
+(``set_debuglevel``) is produced here, in smtplib's format, and AUTH lines are redacted
+before they are shown.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ._exceptions import SMTPServerDisconnected
-from ._protocol import ClientConnection, Command, Event, Reply, State
-from ._steps import Close, Flow, Invoke, Receive, Write
+from ._protocol import ClientConnection, Command, Reply, State
+from ._steps import Close, Flow, Invoke, Read, Write
 
 __all__ = [
     "CRLF",
@@ -23,8 +23,6 @@ __all__ = [
     "encode_commands",
     "getreply",
     "putcmd",
-    "read_replies",
-    "read_reply",
     "redact",
     "send",
     "send_step",
@@ -121,53 +119,9 @@ def show_reply(client: Client, reply: Reply) -> None:
         client._print_debug(f"reply: retcode ({reply.code}); Msg: {reply.message!a}")
 
 
-def read_reply(client: Client, conn: ClientConnection) -> Flow[Reply]:
-    """The next reply, reading as needed; a 421 closes the connection (RFC 5321 section
-    3.8), a connection closed before a whole reply raises."""
-    deadline: float | None = None
-    while True:
-        event = conn.next_event()
-        if isinstance(event, Reply):
-            show_reply(client, event)
-            if event.code == 421:
-                yield Close()
-            return event
-        if event is Event.CONNECTION_CLOSED:
-            yield Close()
-            raise SMTPServerDisconnected("Connection unexpectedly closed")
-        deadline = yield Receive(deadline)
-
-
 def getreply(client: Client) -> Flow[Response]:
     """smtplib's ``getreply``: one reply as ``(code, text)``, lines joined by \\n."""
     conn = connection(client)
     conn.expect_reply()
-    reply = yield from read_reply(client, conn)
+    (reply,) = yield Read(1, [])
     return reply.code, reply.message
-
-
-def read_replies(
-    client: Client, conn: ClientConnection, count: int, replies: list[Reply] | None = None
-) -> Flow[list[Reply]]:
-    """*count* replies to a pipelined group, in order, appended to *replies* (so that the
-    caller keeps those read before a failure): fewer if the server closes with 421 on the
-    way (nothing after it will come)."""
-    replies = [] if replies is None else replies
-    count += len(replies)
-    deadline: float | None = None
-    while len(replies) < count:
-        batch = conn.next_replies(count - len(replies))
-        if not batch:
-            if conn.closed or conn.peer_closed:
-                yield Close()
-                raise SMTPServerDisconnected("Connection unexpectedly closed")
-            deadline = yield Receive(deadline)
-            continue
-        deadline = None  # each reply has its own time limit
-        for reply in batch:
-            show_reply(client, reply)
-            replies.append(reply)
-            if reply.code == 421:
-                yield Close()
-                return replies
-    return replies

@@ -22,9 +22,9 @@ from .. import _flows, _wire
 from .._clientbase import ClientBase, Response, legacy_context, split_address
 from .._exceptions import SMTPConnectError, SMTPServerDisconnected, SMTPTimeoutError
 from .._plan import DeliveryOptions
-from .._protocol import ProtocolError
+from .._protocol import ProtocolError, Reply
 from .._results import Recipient, SendResult
-from .._steps import Close, Flow, Invoke, Receive, Step, Write
+from .._steps import Close, Flow, Invoke, Read, Step, Write
 from .._timeouts import Timeouts, as_timeouts
 from ._serial import NESTED, Nested, Serial
 from ._stream import Stream, local_hostname, open_stream
@@ -148,8 +148,8 @@ class AsyncSMTP(ClientBase):
     async def _perform(self, step: Step) -> Any:
         if isinstance(step, Write):
             return await self._write(step.data)
-        if isinstance(step, Receive):
-            return await self._receive(step.deadline)
+        if isinstance(step, Read):
+            return await self._read(step.number, step.into)
         if isinstance(step, Invoke):
             result = step.call(self)
             # A method patched with a plain function (a test's mock) gives a value.
@@ -254,14 +254,29 @@ class AsyncSMTP(ClientBase):
             self._abort()
             raise SMTPServerDisconnected("Server not connected") from exc
 
+    async def _read(self, count: int, into: list[Reply]) -> list[Reply]:
+        """The ``Read`` step: *count* more replies into *into* (``SMTP._read``'s twin)."""
+        conn = self._connection()
+        target = len(into) + count
+        deadline = None
+        # Right after a write nothing is buffered (the usual case): read before looking.
+        missing = self._take(conn, target, into) if conn.has_buffered else count
+        while missing:
+            deadline = await self._receive(deadline)
+            now = self._take(conn, target, into)
+            if now < missing:
+                deadline = None  # each reply has its own time limit
+            missing = now
+        if conn.closed:
+            await self.close()  # a 421: the server is closing the channel (RFC 5321 3.8)
+        return into
+
     async def _receive(self, deadline: float | None) -> float | None:
-        """The ``Receive`` step: one read from the server into the core.  *deadline* (loop
-        time) is None on a reply's first read and is returned fixed: the timeout bounds
-        the whole reply, not each read(), so a server that drips one byte at a time cannot
-        hold the client."""
+        """One read from the server into the core.  *deadline* (loop time) is None on a
+        reply's first read and is returned fixed: the timeout bounds the whole reply, not
+        each read(), so a server that drips one byte at a time cannot hold the client."""
         stream, conn = self.sock, self._conn
-        if stream is None or conn is None:
-            raise SMTPServerDisconnected("please run connect() first")
+        assert stream is not None and conn is not None
         if deadline is None:
             deadline = self._reply_deadline()
         try:

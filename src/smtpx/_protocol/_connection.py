@@ -149,7 +149,10 @@ class ClientConnection:
         self._pending = _Outstanding(_GREETING)
         self._parser = ReplyParser()
         self._encoder: DataEncoder | None = None
-        self._eof = False
+        #: The session is over (``state`` is CLOSED); a plain attribute, read per reply.
+        self.closed = False
+        #: The server closed the connection (the driver read end of file).
+        self.peer_closed = False
 
     # ----------------------------------------------------------------- sending
 
@@ -159,13 +162,9 @@ class ClientConnection:
         return len(self._pending)
 
     @property
-    def closed(self) -> bool:
-        return self.state is State.CLOSED
-
-    @property
-    def peer_closed(self) -> bool:
-        """The server closed the connection (the driver read end of file)."""
-        return self._eof
+    def has_buffered(self) -> bool:
+        """Bytes were received that no reply returned yet has used."""
+        return self._parser.has_buffered
 
     @property
     def awaiting_final_reply(self) -> bool:
@@ -302,6 +301,7 @@ class ClientConnection:
     def close(self) -> None:
         """The driver closed the connection."""
         self.state = State.CLOSED
+        self.closed = True
         self._pending.clear()
         self._encoder = None
 
@@ -312,13 +312,13 @@ class ClientConnection:
         if data:
             self._parser.feed(data)
         else:
-            self._eof = True
+            self.peer_closed = True
 
     def next_event(self) -> Reply | Event:
         """The next reply, or what the driver must do before there can be one."""
         reply = self._parser.next_reply()
         if reply is None:
-            if self._eof:
+            if self.peer_closed:
                 # A reply cut off before its line end is a lost connection, not a reply.
                 self.close()
                 return Event.CONNECTION_CLOSED

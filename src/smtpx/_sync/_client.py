@@ -24,9 +24,9 @@ from .. import _flows, _wire
 from .._clientbase import RECV_SIZE, SMTP_PORT, ClientBase, Response, legacy_context, split_address
 from .._exceptions import SMTPConnectError, SMTPServerDisconnected, SMTPTimeoutError
 from .._plan import DeliveryOptions
-from .._protocol import ProtocolError
+from .._protocol import ProtocolError, Reply
 from .._results import Recipient, SendResult
-from .._steps import Close, Flow, Invoke, Receive, Step, Write
+from .._steps import Close, Flow, Invoke, Read, Step, Write
 from .._timeouts import Timeouts
 
 __all__ = ["SMTP", "SMTP_PORT"]
@@ -111,8 +111,8 @@ class SMTP(ClientBase):
     def _perform(self, step: Step) -> Any:
         if isinstance(step, Write):
             return self._write(step.data)
-        if isinstance(step, Receive):
-            return self._receive(step.deadline)
+        if isinstance(step, Read):
+            return self._read(step.number, step.into)
         if isinstance(step, Invoke):
             return step.call(self)
         if isinstance(step, Close):
@@ -187,14 +187,29 @@ class SMTP(ClientBase):
             self._abort()
             raise SMTPServerDisconnected("Server not connected") from exc
 
+    def _read(self, count: int, into: list[Reply]) -> list[Reply]:
+        """The ``Read`` step: *count* more replies into *into*."""
+        conn = self._connection()
+        target = len(into) + count
+        deadline = None
+        # Right after a write nothing is buffered (the usual case): read before looking.
+        missing = self._take(conn, target, into) if conn.has_buffered else count
+        while missing:
+            deadline = self._receive(deadline)
+            now = self._take(conn, target, into)
+            if now < missing:
+                deadline = None  # each reply has its own time limit
+            missing = now
+        if conn.closed:
+            self.close()  # a 421: the server is closing the channel (RFC 5321 section 3.8)
+        return into
+
     def _receive(self, deadline: float | None) -> float:
-        """The ``Receive`` step: one read from the server into the core.  *deadline* is None
-        on a reply's first read and is returned fixed: the timeout bounds the whole reply,
-        not each recv(), so a server that drips one byte at a time cannot hold the client
-        longer."""
+        """One read from the server into the core.  *deadline* is None on a reply's first
+        read and is returned fixed: the timeout bounds the whole reply, not each recv(), so
+        a server that drips one byte at a time cannot hold the client longer."""
         sock, conn = self.sock, self._conn
-        if not sock or conn is None:
-            raise SMTPServerDisconnected("please run connect() first")
+        assert conn is not None
         try:
             if deadline is None:
                 deadline = self._reply_deadline()
