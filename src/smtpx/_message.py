@@ -24,7 +24,7 @@ __all__ = [
 
 
 # Content goes out in pieces of this size, so memory use is bounded by it, not by the size
-# of the message (smtplib holds about five copies of it: shared/research/performance.md).
+# of the message (smtplib holds about five copies of a message while it sends it).
 CHUNK_SIZE = 256 * 1024
 
 
