@@ -28,6 +28,7 @@ __all__ = [
     "SMTP_SSL_PORT",
     "ClientBase",
     "Response",
+    "default_local_hostname",
     "legacy_context",
     "split_address",
 ]
@@ -198,3 +199,18 @@ def legacy_context(
     if certfile is not None:
         context.load_cert_chain(certfile, keyfile)
     return context
+
+
+def default_local_hostname(sockets: Any) -> str:
+    """The default EHLO name: the FQDN, or failing that an address literal (RFC 5321
+    section 4.1.4).  *sockets* is the ``socket`` module as the driver sees it: programs and
+    CPython's tests replace ``smtplib.socket``, and the lookup must go through theirs."""
+    fqdn: str = sockets.getfqdn()
+    if "." in fqdn:
+        return fqdn
+    address = "127.0.0.1"
+    try:
+        address = sockets.gethostbyname(sockets.gethostname())
+    except sockets.gaierror:
+        pass
+    return f"[{address}]"

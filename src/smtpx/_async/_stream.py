@@ -15,6 +15,8 @@ import socket
 import ssl
 from typing import Any
 
+from .._clientbase import default_local_hostname
+
 __all__ = ["Stream", "local_hostname", "open_stream", "open_unix_stream"]
 
 # Unread bytes after which reading pauses (flow control): a server that floods the
@@ -188,18 +190,5 @@ async def local_hostname() -> str:
     the loop's executor, once per process rather than once per connection."""
     if not _found_hostname:
         loop = asyncio.get_running_loop()
-        _found_hostname.append(await loop.run_in_executor(None, _default_local_hostname))
+        _found_hostname.append(await loop.run_in_executor(None, default_local_hostname, socket))
     return _found_hostname[0]
-
-
-def _default_local_hostname() -> str:
-    # RFC 5321 section 4.1.4: the FQDN, or failing that an address literal.
-    fqdn = socket.getfqdn()
-    if "." in fqdn:
-        return fqdn
-    address = "127.0.0.1"
-    try:
-        address = socket.gethostbyname(socket.gethostname())
-    except socket.gaierror:
-        pass
-    return f"[{address}]"

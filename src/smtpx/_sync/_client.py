@@ -21,7 +21,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from .. import _flows, _wire
-from .._clientbase import RECV_SIZE, SMTP_PORT, ClientBase, Response, legacy_context, split_address
+from .._clientbase import (
+    RECV_SIZE,
+    SMTP_PORT,
+    ClientBase,
+    Response,
+    default_local_hostname,
+    legacy_context,
+    split_address,
+)
 from .._exceptions import SMTPConnectError, SMTPServerDisconnected, SMTPTimeoutError
 from .._plan import DeliveryOptions
 from .._protocol import ProtocolError, Reply
@@ -64,17 +72,7 @@ class SMTP(ClientBase):
         if local_hostname is not None:
             self.local_hostname = local_hostname
         else:
-            # RFC 5321 section 4.1.4: the FQDN, or failing that an address literal.
-            fqdn = socket.getfqdn()
-            if "." in fqdn:
-                self.local_hostname = fqdn
-            else:
-                address = "127.0.0.1"
-                try:
-                    address = socket.gethostbyname(socket.gethostname())
-                except socket.gaierror:
-                    pass
-                self.local_hostname = f"[{address}]"
+            self.local_hostname = default_local_hostname(socket)
 
     def __enter__(self) -> SMTP:
         return self
