@@ -13,14 +13,25 @@ bounded replies).
 
 from __future__ import annotations
 
+# The modules smtplib imports are attributes of its module (``smtplib.email.utils``), and
+# programs use them; ``socket`` and ``ssl`` are also replaced (see _stdlib_names).
+import base64  # noqa: F401
+import copy  # noqa: F401
+import datetime  # noqa: F401
+import email.generator
+import email.message
+import email.utils  # noqa: F401
+import hmac  # noqa: F401
+import io  # noqa: F401
 import re
-import socket  # noqa: F401  (smtplib's module global, which programs replace)
-import ssl  # noqa: F401  (likewise)
+import socket  # noqa: F401
+import ssl  # noqa: F401
 import sys
-import types
 from email.base64mime import body_encode as encode_base64
 
-from . import _sync
+from ._addresses import addr_only as _addr_only  # noqa: F401  (smtplib's private helpers,
+from ._addresses import fix_eols as _fix_eols  # noqa: F401  which programs import)
+from ._addresses import quote_periods as _quote_periods  # noqa: F401
 from ._addresses import quoteaddr, quotedata
 from ._async import AsyncLMTP, AsyncSMTP, AsyncSMTP_SSL
 from ._clientbase import CRLF, LMTP_PORT, SMTP_PORT, SMTP_SSL_PORT
@@ -47,6 +58,8 @@ from ._protocol import MAX_CHALLENGES as _MAXCHALLENGE  # noqa: F401 (smtplib's 
 from ._protocol import MAX_LINE as _MAXLINE  # noqa: F401 (CPython's tests read it)
 from ._protocol import EnhancedStatus, Reply
 from ._results import Recipient, RecipientResult, SendResult
+from ._stdlib_names import SmtplibModule as _SmtplibModule
+from ._stdlib_names import have_ssl as _have_ssl  # noqa: F401 (smtplib's name)
 from ._sync import LMTP, SMTP, SMTP_SSL
 from ._timeouts import Timeouts
 
@@ -98,19 +111,5 @@ __all__ = [
 ]
 
 
-class _Module(types.ModuleType):
-    """The compatibility seam for ``smtplib.socket = mock_socket``.
-
-    Programs and CPython's own tests swap the socket module that smtplib uses by assigning
-    the module global.  The clients live in ``smtpx._sync._client`` and ``_variants``; an
-    assignment here is forwarded to both so the swap still reaches them.
-    """
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in ("socket", "ssl"):
-            setattr(_sync._client, name, value)
-            setattr(_sync._variants, name, value)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Module
+# A module cannot define __setattr__: its class does (``smtpx.socket = mock_socket``).
+sys.modules[__name__].__class__ = _SmtplibModule

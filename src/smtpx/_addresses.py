@@ -1,4 +1,5 @@
-"""smtplib's address and content helpers (``quoteaddr``, ``quotedata``) and the envelope
+"""smtplib's address and content helpers (``quoteaddr``, ``quotedata`` and the private
+``_addr_only``, ``_fix_eols``, ``_quote_periods`` that programs import) and the envelope
 checks that run before anything is sent."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ import email.utils
 import re
 from collections.abc import Iterable
 
-__all__ = ["addr_only", "check_envelope", "quoteaddr", "quotedata"]
+__all__ = ["addr_only", "check_envelope", "fix_eols", "quote_periods", "quoteaddr", "quotedata"]
 
 
 # A bare dot-atom addr-spec (RFC 5322 section 3.4.1), the common case: email.utils.parseaddr
@@ -48,6 +49,32 @@ def quotedata(data: str) -> str:
     if text.startswith("."):
         text = "." + text
     return text.replace("\n.", "\n..").replace("\n", "\r\n")
+
+
+def fix_eols(data: str) -> str:
+    """smtplib's ``_fix_eols``: every line end (CRLF, a lone LF, a lone CR) as CRLF.
+
+    RFC 5321 section 2.3.8: lines end in CRLF only.  The CRLF pairs are folded to LF
+    first, so each CR left over is a lone one.
+
+    >>> fix_eols("a\\nb\\rc\\r\\nd\\r\\r\\n")
+    'a\\r\\nb\\r\\nc\\r\\nd\\r\\n\\r\\n'
+    """
+    return data.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+
+
+def quote_periods(bindata: bytes) -> bytes:
+    """smtplib's ``_quote_periods``: a dot that starts a line is doubled (RFC 5321 section
+    4.5.2), where a line starts at the beginning and after each LF (a lone CR starts none,
+    as in smtplib).
+
+    >>> quote_periods(b".a\\r\\n.b\\r.c\\n..d")
+    b'..a\\r\\n..b\\r.c\\n...d'
+    """
+    data = bytes(bindata)
+    if data.startswith(b"."):
+        data = b"." + data
+    return data.replace(b"\n.", b"\n..")
 
 
 def check_envelope(addresses: Iterable[str], options: Iterable[str], encoding: str) -> None:
