@@ -241,11 +241,13 @@ def test_replacing_ssl_reaches_starttls(ca: trustme.CA) -> None:
     calls: list[str] = []
     with server(handler) as (port, _):
         fake = _fake_ssl_module(_trusting_context(ca), calls)
-        with mock.patch.object(smtpx, "ssl", fake):
-            with smtpx.SMTP("127.0.0.1", port, timeout=10) as smtp:
-                assert smtp.starttls()[0] == 220
-                assert smtp.ehlo()[0] == 250
-                assert isinstance(smtp.sock, ssl.SSLSocket)
+        with (
+            mock.patch.object(smtpx, "ssl", fake),
+            smtpx.SMTP("127.0.0.1", port, timeout=10) as smtp,
+        ):
+            assert smtp.starttls()[0] == 220
+            assert smtp.ehlo()[0] == 250
+            assert isinstance(smtp.sock, ssl.SSLSocket)
     assert calls == ["create_default_context"]
     assert smtpx.ssl is ssl and _client.ssl is ssl and _clientbase.ssl is ssl
 
@@ -268,9 +270,7 @@ def test_replacing_ssl_reaches_smtp_ssl(ca: trustme.CA) -> None:
     assert _variants.ssl is ssl
 
 
-def test_replacing_ssl_reaches_the_keyfile_certfile_context(
-    ca: trustme.CA, tmp_path: Path
-) -> None:
+def test_replacing_ssl_reaches_the_keyfile_certfile_context(ca: trustme.CA, tmp_path: Path) -> None:
     """The context for the deprecated keyfile/certfile arguments is built in _clientbase."""
     certfile = tmp_path / "client.pem"
     ca.issue_cert("client.example").private_key_and_cert_chain_pem.write_to_path(str(certfile))
@@ -317,10 +317,13 @@ def test_raising_maxline_takes_effect(module: Any) -> None:
         peer.send(b"250 " + long_text + b"\r\n")
         peer.until_quit()
 
-    with server(handler) as (port, _), mock.patch.object(module, "_MAXLINE", 20000):
-        with module.SMTP("127.0.0.1", port, timeout=10) as smtp:
-            smtp.ehlo()
-            assert smtp.noop() == (250, long_text)
+    with (
+        server(handler) as (port, _),
+        mock.patch.object(module, "_MAXLINE", 20000),
+        module.SMTP("127.0.0.1", port, timeout=10) as smtp,
+    ):
+        smtp.ehlo()
+        assert smtp.noop() == (250, long_text)
 
 
 @BOTH
@@ -382,9 +385,12 @@ def test_default_port_is_read_at_connect_time(module: Any) -> None:
         peer.until_quit()
 
     assert module.SMTP.default_port == module.SMTP_PORT == 25
-    with server(handler) as (port, _), mock.patch.object(module.SMTP, "default_port", port):
-        with module.SMTP("127.0.0.1", timeout=10) as smtp:
-            assert smtp.ehlo()[0] == 250
+    with (
+        server(handler) as (port, _),
+        mock.patch.object(module.SMTP, "default_port", port),
+        module.SMTP("127.0.0.1", timeout=10) as smtp,
+    ):
+        assert smtp.ehlo()[0] == 250
 
 
 def test_module_class_is_the_seam() -> None:
