@@ -394,7 +394,7 @@ def test_default_port_is_read_at_connect_time(module: Any) -> None:
 
 
 def test_module_class_is_the_seam() -> None:
-    """The forwarding works because smtpx's module object has a class of its own; a
-    reload or a re-import must not lose it."""
+    """The forwarding works because smtpx's module object has a class of its own, with
+    a ``__setattr__`` (a module cannot define one for itself)."""
     assert type(sys.modules["smtpx"]).__name__ == "SmtplibModule"
     assert type(smtpx).__setattr__ is not types.ModuleType.__setattr__
