@@ -208,6 +208,37 @@ def test_keyboard_interrupt_while_the_blocking_client_writes(chunking: bool) -> 
 
 
 @pytest.mark.parametrize("chunking", [False, True])
+def test_keyboard_interrupt_while_the_asyncio_client_writes(chunking: bool) -> None:
+    async def main(port: int) -> None:
+        smtp = smtpx.AsyncSMTP("127.0.0.1", port, local_hostname="client.test", timeout=TIMEOUT)
+        await smtp.connect()
+        stream = smtp.sock
+        assert stream is not None
+        write = stream.write
+        interrupted = []
+
+        def interrupting_write(data: bytes) -> None:
+            if len(data) > 4096 and not interrupted:
+                interrupted.append(True)
+                write(data[: len(data) // 2])
+                raise KeyboardInterrupt
+            write(data)
+
+        stream.write = interrupting_write  # type: ignore[method-assign]
+        with pytest.raises(KeyboardInterrupt) as caught:
+            await smtp.deliver(HUGE, SENDER, [RCPT], chunking=chunking)
+        assert type(caught.value) is KeyboardInterrupt
+        assert interrupted
+        assert smtp.sock is None
+        with pytest.raises(smtpx.SMTPServerDisconnected):
+            await smtp.noop()
+        await smtp.close()
+
+    with scripted_server(_abandoned(chunking)) as (port, _):
+        asyncio.run(main(port))
+
+
+@pytest.mark.parametrize("chunking", [False, True])
 def test_asyncio_task_cancelled_mid_content(chunking: bool) -> None:
     done = threading.Event()
 

@@ -71,9 +71,13 @@ LATER = b"<later>"
 STALL = b"<stall>"
 #: How much longer than its timeout a call may take, teardown included (issue 8).
 SLACK = 0.25
-#: A message the client cannot finish writing to a server that does not read.
-HUGE = b"x" * 998 + b"\r\n"
-HUGE_MESSAGE = b"Subject: big\r\n\r\n" + HUGE * (32 * 1024 * 1024 // len(HUGE))
+#: Messages the client cannot finish writing to a server that does not read (loopback
+#: takes a few MiB at most).  32 MiB is issue 8's case; deliver() is given half that, as
+#: before it writes it scans the whole message (8-bit? its size?), about 0.1 s of the
+#: slack at 32 MiB.
+HUGE_LINE = b"x" * 998 + b"\r\n"
+HUGE_MESSAGE = b"Subject: big\r\n\r\n" + HUGE_LINE * (32 * 1024 * 1024 // len(HUGE_LINE))
+HUGE_HALF = HUGE_MESSAGE[: 16 * 1024 * 1024]
 #: A message sent in three BDAT chunks (the engine's chunk is 1 MiB).
 LARGE_MESSAGE = b"Subject: x\r\n\r\n" + (b"z" * 1000 + b"\r\n") * 2500
 SENDER, RCPT = "a@example.test", "b@example.test"
@@ -327,14 +331,14 @@ SCENARIOS = [
     Scenario(
         "deliver: a server that stops reading the content",
         [ehlo(b"8BITMIME"), *transaction(b"")[:3], (STALL, b"")],
-        [deliver(HUGE_MESSAGE), ("noop", (), {})],
+        [deliver(HUGE_HALF), ("noop", (), {})],
         [smtpx.SMTPTimeoutError, smtpx.SMTPServerDisconnected],
         timeout=0.5,
     ),
     Scenario(
         "deliver: a server that stops reading a BDAT chunk",
         [ehlo(b"CHUNKING"), *transaction(b"")[:2], (STALL, b"")],
-        [deliver(HUGE_MESSAGE), ("noop", (), {})],
+        [deliver(HUGE_HALF), ("noop", (), {})],
         [smtpx.SMTPTimeoutError, smtpx.SMTPServerDisconnected],
         timeout=0.5,
     ),
