@@ -228,23 +228,21 @@ def test_greeting_that_is_not_220(driver: str) -> None:
         peer.send(b"554 5.3.2 not now\r\n")
         assert peer.readline() == b""  # the client closes, without QUIT
 
-    with scripted_server(handler) as (port, _):
-        if driver == "sync":
-            with pytest.raises(smtpx.SMTPConnectError) as caught:
+    async def main(port: int) -> None:
+        smtp = smtpx.AsyncSMTP("127.0.0.1", port, timeout=TIMEOUT)
+        try:
+            async with smtp:
+                raise AssertionError("not reached")
+        finally:
+            assert smtp.sock is None
+
+    with scripted_server(handler) as (port, _):  # noqa: SIM117 (its errors come after)
+        with pytest.raises(smtpx.SMTPConnectError) as caught:
+            if driver == "sync":
                 smtpx.SMTP("127.0.0.1", port, timeout=TIMEOUT)
-        else:
-
-            async def main() -> smtpx.SMTPConnectError:
-                smtp = smtpx.AsyncSMTP("127.0.0.1", port, timeout=TIMEOUT)
-                with pytest.raises(smtpx.SMTPConnectError) as caught:
-                    async with smtp:
-                        raise AssertionError("not reached")
-                assert smtp.sock is None
-                return caught.value
-
-            error = asyncio.run(main())
-    value = caught.value if driver == "sync" else error
-    assert (value.smtp_code, value.smtp_error) == (554, b"5.3.2 not now")
+            else:
+                asyncio.run(main(port))
+    assert (caught.value.smtp_code, caught.value.smtp_error) == (554, b"5.3.2 not now")
 
 
 def test_asyncio_connect_returns_a_greeting_that_is_not_220() -> None:
