@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import email
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +25,17 @@ import smtpx
 from .scripted import Peer, scripted_server
 
 PLAIN = base64.b64encode(b"\0alice\0s3cret").decode()
+
+
+@dataclass(frozen=True)
+class Raised:
+    """An outcome: the exception *type* with this ``smtp_code`` (when the code matters)."""
+
+    type: type[BaseException]
+    code: int
+    #: For ``deliver()``: how many recipients the server answered before it (0: the
+    #: message was not attempted).  None: not checked.
+    answered: int | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +51,9 @@ class Scenario:
     lmtp: bool = False
     greeting: bytes = b"220 test.example ESMTP\r\n"
     content: list[bytes] = field(default_factory=list)
+    #: The client's ``timeout``.  Every call, and the close() after the last one, must
+    #: return within it plus ``SLACK``: no wait of either driver may outlast it.
+    timeout: float = 5
 
 
 def ehlo(*extensions: bytes, verb: bytes = b"ehlo") -> tuple[bytes, bytes]:
@@ -44,6 +63,48 @@ def ehlo(*extensions: bytes, verb: bytes = b"ehlo") -> tuple[bytes, bytes]:
 
 
 CONTENT = b"<content>"
+#: Reads one BDAT command and its chunk.
+BDAT = b"<bdat>"
+#: Reads nothing: the reply goes on its own, after the last one has been read.
+LATER = b"<later>"
+#: Reads nothing more (the client's writes fill the buffers) until the client gave up.
+STALL = b"<stall>"
+#: How much longer than its timeout a call may take, teardown included (issue 8).
+SLACK = 0.25
+#: Messages the client cannot finish writing to a server that does not read (loopback
+#: takes a few MiB at most).  32 MiB is issue 8's case; deliver() is given half that, as
+#: before it writes it scans the whole message (8-bit? its size?), about 0.1 s of the
+#: slack at 32 MiB.
+HUGE_LINE = b"x" * 998 + b"\r\n"
+HUGE_MESSAGE = b"Subject: big\r\n\r\n" + HUGE_LINE * (32 * 1024 * 1024 // len(HUGE_LINE))
+HUGE_HALF = HUGE_MESSAGE[: 16 * 1024 * 1024]
+#: A message sent in three BDAT chunks (the engine's chunk is 1 MiB).
+LARGE_MESSAGE = b"Subject: x\r\n\r\n" + (b"z" * 1000 + b"\r\n") * 2500
+SENDER, RCPT = "a@example.test", "b@example.test"
+MESSAGE = "Subject: hi\n\nhi\n"
+CLOSING = b"421 4.7.0 too many messages, closing\r\n"
+DISCONNECTED = smtpx.SMTPServerDisconnected
+EMAIL = email.message_from_string("From: a@example.test\nTo: b@example.test\n\nhi\n")
+
+
+def sendmail(msg: str | bytes = MESSAGE) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    return ("sendmail", (SENDER, [RCPT], msg), {})
+
+
+def deliver(msg: str | bytes = MESSAGE) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    return ("deliver_summary", (msg, SENDER, [RCPT]), {})
+
+
+def transaction(final: bytes, *, rcpt: bytes = b"250 ok\r\n") -> list[tuple[bytes, bytes]]:
+    """One mail transaction without PIPELINING, DATA answered 354."""
+    return [
+        (b"mail from:<a@example.test>", b"250 ok\r\n"),
+        (b"rcpt to:<b@example.test>", rcpt),
+        (b"data", b"354 go\r\n"),
+        (CONTENT, final),
+    ]
+
+
 SCENARIOS = [
     Scenario(
         "ehlo features",
@@ -258,22 +319,279 @@ SCENARIOS = [
         lmtp=True,
         greeting=b"220 lmtp.example LMTP\r\n",
     ),
+    # Issue 8, item 2: every phase of both drivers within its timeout plus SLACK, the
+    # teardown after the timeout included (abort: no wait for a peer that does not read).
+    Scenario(
+        "data: a server that stops reading the content",
+        [ehlo(b"8BITMIME"), *transaction(b"")[:3], (STALL, b"")],
+        [sendmail(HUGE_MESSAGE), ("noop", (), {})],
+        [smtpx.SMTPTimeoutError, smtpx.SMTPServerDisconnected],
+        timeout=0.5,
+    ),
+    Scenario(
+        "deliver: a server that stops reading the content",
+        [ehlo(b"8BITMIME"), *transaction(b"")[:3], (STALL, b"")],
+        [deliver(HUGE_HALF), ("noop", (), {})],
+        [smtpx.SMTPTimeoutError, smtpx.SMTPServerDisconnected],
+        timeout=0.5,
+    ),
+    Scenario(
+        "deliver: a server that stops reading a BDAT chunk",
+        [ehlo(b"CHUNKING"), *transaction(b"")[:2], (STALL, b"")],
+        [deliver(HUGE_HALF), ("noop", (), {})],
+        [smtpx.SMTPTimeoutError, smtpx.SMTPServerDisconnected],
+        timeout=0.5,
+    ),
+    Scenario(
+        "starttls: a server that never starts the handshake",
+        [ehlo(b"STARTTLS"), (b"starttls", b"220 2.0.0 go ahead\r\n"), (STALL, b"")],
+        [("starttls", (), {}), ("noop", (), {})],
+        [smtpx.SMTPTimeoutError, smtpx.SMTPServerDisconnected],
+        timeout=0.5,
+    ),
+    Scenario(
+        "quit: a server that does not answer",
+        [(b"quit", b""), (STALL, b"")],
+        [("quit", (), {}), ("noop", (), {})],
+        [smtpx.SMTPTimeoutError, smtpx.SMTPServerDisconnected],
+        timeout=0.5,
+    ),
+    # Issue 8, item 3: nothing from the core reaches a caller unconverted, whatever the
+    # method (one map at the drivers' boundary); the connection is cut afterwards.
+    Scenario(
+        "deliver: one reply too many after a BDAT chunk",
+        [
+            ehlo(b"CHUNKING"),
+            *transaction(b"")[:2],
+            (BDAT, b"250 2.0.0 chunk received\r\n250 2.0.0 one too many\r\n"),
+        ],
+        [deliver(LARGE_MESSAGE), ("noop", (), {})],
+        [smtpx.SMTPProtocolError, smtpx.SMTPServerDisconnected],
+    ),
+    Scenario(
+        "sendmail: one reply too many to MAIL",
+        [ehlo(b"SIZE 1000"), (b"mail from:", b"250 ok\r\n250 2.1.0 one too many\r\n")],
+        [sendmail(), ("noop", (), {})],
+        [smtpx.SMTPProtocolError, smtpx.SMTPServerDisconnected],
+    ),
+    Scenario(
+        "send_message: one reply too many to RCPT",
+        [
+            ehlo(b"SIZE 1000"),
+            (b"mail from:<a@example.test>", b"250 ok\r\n"),
+            (b"rcpt to:<b@example.test>", b"250 ok\r\n250 2.1.5 one too many\r\n"),
+        ],
+        [("send_message", (EMAIL,), {}), ("noop", (), {})],
+        [smtpx.SMTPProtocolError, smtpx.SMTPServerDisconnected],
+    ),
+    Scenario(
+        "sendmail: a final reply that is not a reply",
+        [ehlo(b"SIZE 1000"), *transaction(b"25O queued\r\n")],
+        [sendmail(), ("noop", (), {})],
+        [smtpx.SMTPProtocolError, smtpx.SMTPServerDisconnected],
+    ),
+    Scenario(
+        "data: a final reply that is not a reply",
+        transaction(b"2.0.0 queued\r\n"),
+        [("mail", (SENDER,), {}), ("rcpt", (RCPT,), {}), ("data", ("hi",), {}), ("noop", (), {})],
+        [(250, b"ok"), (250, b"ok"), smtpx.SMTPProtocolError, smtpx.SMTPServerDisconnected],
+    ),
+    Scenario(
+        "ehlo: a reply line that is not a reply",
+        [(b"ehlo ", b"250-test.example\r\n25O-SIZE 1000\r\n250 8BITMIME\r\n")],
+        [("ehlo", (), {}), ("noop", (), {})],
+        [smtpx.SMTPProtocolError, smtpx.SMTPServerDisconnected],
+    ),
+    Scenario(
+        "ehlo: one reply too many, refused at the next command",
+        [(b"ehlo ", b"250 test.example\r\n250 one too many\r\n")],
+        [("ehlo", (), {}), ("noop", (), {}), ("noop", (), {})],
+        [(250, b"test.example"), smtpx.SMTPProtocolError, smtpx.SMTPServerDisconnected],
+    ),
+    Scenario(
+        "starttls: a reply that is not a reply",
+        [ehlo(b"STARTTLS"), (b"starttls", b"2.0.0 go ahead\r\n")],
+        [("starttls", (), {}), ("noop", (), {})],
+        [smtpx.SMTPProtocolError, smtpx.SMTPServerDisconnected],
+    ),
+    Scenario(
+        "quit: a reply that is not a reply",
+        [(b"quit", b"22l bye\r\n")],
+        [("quit", (), {}), ("noop", (), {})],
+        [smtpx.SMTPProtocolError, smtpx.SMTPServerDisconnected],
+    ),
+    # Issue 8, item 5: a 421 after the last transaction's 250 (RFC 5321 section 3.8) is the
+    # reply to the next command, wherever it arrives (rows below, built by _closing_rows);
+    # any other unsolicited reply is refused: that is what stops reply injection.
+    Scenario(
+        "an unsolicited 250 after the final reply is refused, not taken for MAIL's",
+        [ehlo(b"SIZE 1000"), *transaction(b"250 2.0.0 queued\r\n250 2.1.0 injected\r\n")],
+        [sendmail(), sendmail(), ("noop", (), {})],
+        [{}, smtpx.SMTPProtocolError, smtpx.SMTPServerDisconnected],
+    ),
+    Scenario(
+        "deliver: an unsolicited 250 after the final reply is refused",
+        [ehlo(b"PIPELINING"), *transaction(b"250 2.0.0 queued\r\n250 2.1.0 injected\r\n")],
+        [deliver(), deliver(), ("noop", (), {})],
+        [(250, ((RCPT, "accepted"),)), smtpx.SMTPProtocolError, smtpx.SMTPServerDisconnected],
+    ),
+    # Issue 8, item 7: deliver() refused before the content.
+    Scenario(
+        "deliver: sender refused",
+        [
+            ehlo(b"SIZE 1000"),
+            (b"mail from:", b"553 5.1.8 bad sender\r\n"),
+            (b"rset", b"250 ok\r\n"),
+            (b"noop", b"250 in step\r\n"),
+        ],
+        [deliver(), ("noop", (), {})],
+        [Raised(smtpx.SMTPSenderRefused, 553), (250, b"in step")],
+    ),
+    Scenario(
+        "deliver: sender refused, pipelined",
+        [
+            ehlo(b"PIPELINING"),
+            (b"mail from:", b"553 5.1.8 bad sender\r\n"),
+            (b"rcpt to:", b"503 5.5.1 sender first\r\n"),
+            (b"data", b"503 5.5.1 no recipients\r\n"),
+            (b"rset", b"250 ok\r\n"),
+            (b"noop", b"250 in step\r\n"),
+        ],
+        [deliver(), ("noop", (), {})],
+        [Raised(smtpx.SMTPSenderRefused, 553), (250, b"in step")],
+    ),
+    Scenario(
+        "deliver: DATA not answered 354",
+        [
+            ehlo(b"SIZE 1000"),
+            *transaction(b"")[:2],
+            (b"data", b"451 4.3.0 try later\r\n"),
+            (b"rset", b"250 ok\r\n"),
+            (b"noop", b"250 in step\r\n"),
+        ],
+        [deliver(), ("noop", (), {})],
+        [Raised(smtpx.SMTPDataError, 451), (250, b"in step")],
+    ),
+    Scenario(
+        "deliver: DATA not answered 354, pipelined",
+        [
+            ehlo(b"PIPELINING"),
+            *transaction(b"")[:2],
+            (b"data", b"554 5.5.1 no valid recipients\r\n"),
+            (b"rset", b"250 ok\r\n"),
+            (b"noop", b"250 in step\r\n"),
+        ],
+        [deliver(), ("noop", (), {})],
+        [Raised(smtpx.SMTPDataError, 554), (250, b"in step")],
+    ),
 ]
 
 
-def _handler(scenario: Scenario, content: list[bytes]):  # type: ignore[no-untyped-def]
+def _closing_rows() -> list[Scenario]:
+    """A server answers a message's final 250, then sends 421 and closes (RFC 5321 section
+    3.8): the next message's MAIL gets the 421 (smtplib: ``SMTPSenderRefused``), whether
+    the 421 came in the same packet as the 250 or later, pipelined or not; the client is
+    closed afterwards."""
+    rows = []
+    for offer in (b"SIZE 1000", b"PIPELINING"):
+        for later in (False, True):
+            final = b"250 2.0.0 queued\r\n"
+            exchanges = [ehlo(offer), *transaction(final if later else final + CLOSING)]
+            wait: list[Any] = []
+            if later:
+                exchanges.append((LATER, CLOSING))
+                wait = [("_server_done", (), {})]
+            where = "later" if later else "with the 250"
+            pipelined = ", pipelined" if offer == b"PIPELINING" else ""
+            rows.append(
+                Scenario(
+                    f"sendmail: a 421 {where} answers the next MAIL{pipelined}",
+                    exchanges,
+                    [sendmail(), *wait, sendmail(), ("noop", (), {})],
+                    [{}, *[None] * len(wait), Raised(smtpx.SMTPSenderRefused, 421), DISCONNECTED],
+                )
+            )
+            rows.append(
+                Scenario(
+                    f"deliver: a 421 {where} answers the next MAIL{pipelined}",
+                    exchanges,
+                    [deliver(), *wait, deliver(), ("noop", (), {})],
+                    [
+                        (250, ((RCPT, "accepted"),)),
+                        *[None] * len(wait),
+                        Raised(smtpx.SMTPSenderRefused, 421, answered=0),
+                        DISCONNECTED,
+                    ],
+                )
+            )
+    return rows
+
+
+SCENARIOS += _closing_rows()
+
+
+@dataclass
+class Events:
+    """What the server and the client tell each other outside the connection."""
+
+    #: The server's script has ended and it closed the connection.
+    server_done: threading.Event = field(default_factory=threading.Event)
+    #: The client made its last call and closed.
+    client_done: threading.Event = field(default_factory=threading.Event)
+
+
+def _closes(reply: bytes) -> bool:
+    """Does *reply* end with a 421 (the server closes the connection after it)?"""
+    lines = reply.splitlines()
+    return bool(lines) and lines[-1].startswith(b"421")
+
+
+def _read_chunk(peer: Peer) -> bytes:
+    line = peer.readline()
+    assert line.startswith(b"BDAT "), line
+    size = int(line.split()[1])
+    data = peer._buffer
+    while len(data) < size:
+        more = peer.sock.recv(1024 * 1024)
+        assert more, "the connection ended inside a chunk"
+        data += more
+    chunk, peer._buffer = data[:size], data[size:]
+    return chunk
+
+
+def _until_closed(peer: Peer) -> None:
+    """Read and drop what the client sends until it is gone."""
+    with contextlib.suppress(OSError):
+        while peer.sock.recv(1024 * 1024):
+            pass
+
+
+def _handler(scenario: Scenario, content: list[bytes], events: Events) -> Callable[[Peer], None]:
     def handler(peer: Peer) -> None:
         peer.send(scenario.greeting)
         for expected, reply in scenario.exchanges:
             if expected == CONTENT:
                 content.append(peer.read_content())
+            elif expected == BDAT:
+                _read_chunk(peer)
+            elif expected == LATER:
+                time.sleep(0.05)  # the client has read the reply before, and is idle
+            elif expected == STALL:
+                # Read nothing: the client's writes fill the buffers, or it waits for a
+                # handshake that never starts, until it gives up.
+                assert events.client_done.wait(10), "the client did not give up"
+                _until_closed(peer)
+                return
             else:
                 line = peer.readline()
                 assert line.lower().startswith(expected.lower()), (line, expected)
             if reply:
                 peer.send(reply)
-            if reply.startswith(b"421"):
+            if _closes(reply):
+                peer.sock.close()
+                events.server_done.set()
                 return
+        events.server_done.set()
         peer.readline()  # until the client closes
 
     return handler
@@ -285,56 +603,115 @@ def _classes(scenario: Scenario) -> tuple[type, type]:
     return smtpx.SMTP, smtpx.AsyncSMTP
 
 
-def _extra(client: Any, name: str) -> Any:
+def _summary(result: smtpx.SendResult) -> tuple[int, tuple[tuple[str, str], ...]]:
+    return result.reply.code, tuple((r.address, r.status) for r in result.recipients)
+
+
+def _extra(client: Any, name: str, events: Events) -> Any:
     """Steps that need more than one method call, written once for both drivers."""
     if name == "_set_credentials":
         client.user, client.password = "alice", "s3cret"
         return lambda: None
     if name == "auth_login_flow":
         return lambda: client.auth("LOGIN", client.auth_login, initial_response_ok=False)
+    if name == "_server_done":  # the server's last bytes are on their way, and it closed
+
+        def wait() -> Any:
+            assert events.server_done.wait(5)
+            if isinstance(client, smtpx.AsyncSMTP):
+                return asyncio.sleep(0.05)  # let the loop see them arrive
+            time.sleep(0.05)
+            return None
+
+        return wait
+    if name == "deliver_summary":
+
+        def summary(*args: Any, **kwargs: Any) -> Any:
+            result = client.deliver(*args, **kwargs)
+            if not asyncio.iscoroutine(result):
+                return _summary(result)
+
+            async def awaited() -> Any:
+                return _summary(await result)
+
+            return awaited()
+
+        return summary
     return getattr(client, name)
 
 
-def _record(outcome: Any, exc: BaseException | None) -> Any:
-    return type(exc) if exc is not None else outcome
+def _record(expected: Any, exc: BaseException) -> Any:
+    if isinstance(expected, Raised):
+        result = getattr(exc, "result", None) if expected.answered is not None else None
+        answered = None if result is None else len(result.recipients)
+        return Raised(type(exc), getattr(exc, "smtp_code", None), answered)  # type: ignore[arg-type]
+    return type(exc)
 
 
-def _run_sync(scenario: Scenario, port: int) -> list[Any]:
-    client = _classes(scenario)[0]("127.0.0.1", port, local_hostname="client.test", timeout=5)
-    results = []
-    for name, args, kwargs in scenario.calls:
+#: (what each call returned or raised, how long the longest call took, close() took)
+Run = tuple[list[Any], float, float]
+
+
+def _run_sync(scenario: Scenario, port: int, events: Events) -> Run:
+    client = _classes(scenario)[0](
+        "127.0.0.1", port, local_hostname="client.test", timeout=scenario.timeout
+    )
+    results: list[Any] = []
+    longest = 0.0
+    for (name, args, kwargs), expected in zip(scenario.calls, scenario.outcomes, strict=True):
+        started = time.monotonic()
         try:
-            results.append(_extra(client, name)(*args, **kwargs))
+            results.append(_extra(client, name, events)(*args, **kwargs))
         except Exception as exc:
-            results.append(_record(None, exc))
+            results.append(_record(expected, exc))
+        if not name.startswith("_"):
+            longest = max(longest, time.monotonic() - started)
+    started = time.monotonic()
     client.close()
-    return results
+    closing = time.monotonic() - started
+    events.client_done.set()
+    return results, longest, closing
 
 
-async def _run_async(scenario: Scenario, port: int) -> list[Any]:
-    client = _classes(scenario)[1]("127.0.0.1", port, local_hostname="client.test", timeout=5)
+async def _run_async(scenario: Scenario, port: int, events: Events) -> Run:
+    client = _classes(scenario)[1](
+        "127.0.0.1", port, local_hostname="client.test", timeout=scenario.timeout
+    )
     await client.connect()
-    results = []
-    for name, args, kwargs in scenario.calls:
+    results: list[Any] = []
+    longest = 0.0
+    for (name, args, kwargs), expected in zip(scenario.calls, scenario.outcomes, strict=True):
+        started = time.monotonic()
         try:
-            value = _extra(client, name)(*args, **kwargs)
+            value = _extra(client, name, events)(*args, **kwargs)
             results.append(await value if asyncio.iscoroutine(value) else value)
         except Exception as exc:
-            results.append(_record(None, exc))
+            results.append(_record(expected, exc))
+        if not name.startswith("_"):
+            longest = max(longest, time.monotonic() - started)
+    started = time.monotonic()
     await client.close()
-    return results
+    closing = time.monotonic() - started
+    events.client_done.set()
+    return results, longest, closing
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 @pytest.mark.parametrize("driver", ["sync", "asyncio"])
 def test_scenario(scenario: Scenario, driver: str) -> None:
     content: list[bytes] = []
-    with scripted_server(_handler(scenario, content)) as (port, peers):
-        if driver == "sync":
-            results = _run_sync(scenario, port)
-        else:
-            results = asyncio.run(_run_async(scenario, port))
+    events = Events()
+    with scripted_server(_handler(scenario, content, events)) as (port, peers):
+        try:
+            if driver == "sync":
+                results, longest, closing = _run_sync(scenario, port, events)
+            else:
+                results, longest, closing = asyncio.run(_run_async(scenario, port, events))
+        finally:
+            events.client_done.set()  # a STALL in the server ends even if the client failed
     assert results == scenario.outcomes
+    # No wait outlasts the timeout: not a call, nor the close that follows it (issue 8).
+    assert longest + closing <= scenario.timeout + SLACK, (longest, closing)
     if scenario.content:
         assert content == scenario.content
     # Every line the script expected was sent: nothing more, nothing less, before QUIT.
