@@ -59,8 +59,7 @@ NODE_DIR = Path(__file__).with_name("haraka-node")
 HARAKA_PACKAGE = NODE_DIR / "node_modules" / "Haraka"
 PLUGIN = NODE_DIR / "smtpx_test.js"
 INSTALL_HINT = (
-    "run scripts/test.sh, or: cd tests/integration/servers/haraka-node && "
-    "npm ci --omit=optional"
+    "run scripts/test.sh, or: cd tests/integration/servers/haraka-node && npm ci --omit=optional"
 )
 # Haraka logs these when it cannot run (e.g. a plugin that does not compile, a port
 # taken by another process: "EADDRINUSE").
@@ -177,9 +176,7 @@ class HarakaServer(BaseServer):
         """Haraka's log lines for the session from the client's local port ``client_port``
         (its ``C:`` and ``S:`` lines are the session's commands and replies)."""
         log = self.process.console.read_text(errors="replace") if self.process else ""
-        connect = re.search(
-            rf"\[([0-9A-F-]+)\] \[core\] connect ip=\S+ port={client_port} ", log
-        )
+        connect = re.search(rf"\[([0-9A-F-]+)\] \[core\] connect ip=\S+ port={client_port} ", log)
         if connect is None:
             raise AssertionError(f"no session from port {client_port} in Haraka's log")
         session = connect.group(1)
