@@ -425,3 +425,27 @@ def test_haraka_deliver(haraka: HarakaServer, connect: Callable[[Server], Client
     client("quit")
     check_mailboxes(target, batch)
     assert haraka_refusals(haraka.transcript(client.port)) == 0
+
+
+def test_haraka_large_envelope_is_not_pipelined_after_data(
+    haraka: HarakaServer, connect: Callable[[Server], Client]
+) -> None:
+    """Haraka drops the connection when more than 8 KiB arrive after the end of DATA
+    before that DATA's reply (its MAX_POST_DATA_BYTES): the message before would end as
+    "outcome unknown" and the ones after as never tried.  A message with 300 recipients
+    after another one must wait for that reply instead."""
+    target = Target(haraka, ("alice@example.test", "bob@example.test"), haraka.unknown_user)
+    batch = make_batch(target, size=3)
+    big = batch[1]  # right after the first end of DATA: Haraka's 503 not seen yet
+    big.recipients = ["bob@example.test"] + [f"nobody{i:03d}@example.test" for i in range(300)]
+    body = b"The big one.\r\n.a dotted line\r\n"
+    big.sent = make_message(big.token, sender=big.sender, to="bob@example.test", body=body)
+    big.item = (big.sent, big.sender, big.recipients)
+    client = connect(haraka)
+    entries = client("deliver_many", [item.item for item in batch], quit=True)
+    for item, entry in zip(batch, entries, strict=True):
+        assert isinstance(entry, smtpx.SendResult), (item.index, entry)
+        assert [r.address for r in entry.accepted] == item.delivered_to, item.index
+    assert client.closed
+    check_mailboxes(target, batch)
+    assert not any("dropping" in line for line in haraka.transcript(client.port))
