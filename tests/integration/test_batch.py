@@ -318,6 +318,8 @@ def test_batch(target: Target, connect: Callable[[Server], Client]) -> None:
         # The session ended with QUIT ("Logged out"), not with a dropped connection.
         assert wait_for_dovecot_sessions(server, open_sessions=0) == unclean
     else:
+        # Haraka offers PIPELINING but not CHUNKING: every message went with DATA.
+        assert client.client.has_extn("pipelining") and not client.client.has_extn("chunking")
         transcript = server.transcript(client.port)
         # The second message was pipelined after the first one's end of DATA and refused;
         # then the client stopped doing that on this connection: one refusal in all.
