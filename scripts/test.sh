@@ -83,6 +83,36 @@ if $just_installed || in_ci; then
     stop_system_services
 fi
 
+# Haraka (Node.js), the server that answers 503 to commands pipelined after end of
+# DATA: node and npm from apt if missing, then the version pinned by package-lock.json
+# into haraka-node/node_modules (git-ignored; no global install, no install scripts).
+# Reinstalled when the lock file is newer than the install. Nothing is started here.
+HARAKA_DIR=tests/integration/servers/haraka-node
+install_haraka() {
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+            in_ci && die "Haraka needs node and npm, and cannot apt-get install them (need root on Debian)"
+            printf 'warning: no node/npm; the Haraka tests will be skipped\n' >&2
+            return
+        fi
+        log "installing nodejs npm"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm </dev/null
+    fi
+    local major
+    major=$(node -p 'process.versions.node.split(".")[0]')
+    ((major >= 20)) || die "Haraka 3.3 needs Node.js 20 or later, found $(node --version)"
+    if [[ -f $HARAKA_DIR/node_modules/.package-lock.json &&
+        ! $HARAKA_DIR/package-lock.json -nt $HARAKA_DIR/node_modules/.package-lock.json ]]; then
+        log "Haraka present in $HARAKA_DIR"
+        return
+    fi
+    log "installing Haraka (npm ci) into $HARAKA_DIR"
+    (cd "$HARAKA_DIR" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error)
+    log "Haraka installed"
+}
+install_haraka
+
 # --- 2. virtual environments -------------------------------------------------
 
 find_python() {

@@ -22,7 +22,9 @@ end of a message's content, before that content's reply.  A transaction whose MA
 503 while it was pipelined behind another one was not executed: it is sent again on its
 own, and the connection stops pipelining past the end of content
 (``client._pipeline_after_content``, which a pool can remember per destination).  A QUIT
-refused the same way is said again.
+refused the same way is said again.  Haraka also drops the connection when more than 8 KiB
+arrive there, so a large envelope is never written behind an end of content
+(``BEHIND_LIMIT``).
 
 A failed transaction leaves an RSET due (smtplib resets after a failure too): it heads the
 next group, or goes on its own after the last transaction.  A connection closed (421) or
@@ -52,7 +54,15 @@ from ._protocol import (
 from ._steps import Close, Flow, Invoke, Read, Write
 from ._wire import Client, connection, encode_commands, send_step
 
-__all__ = ["DEFAULT_WINDOW", "EAGER_LIMIT", "Engine", "Lost", "Outcome", "transact"]
+__all__ = [
+    "BEHIND_LIMIT",
+    "DEFAULT_WINDOW",
+    "EAGER_LIMIT",
+    "Engine",
+    "Lost",
+    "Outcome",
+    "transact",
+]
 
 #: Largest content sent in the same write as its envelope (BDAT).  Above it the client
 #: waits for the RCPT replies, so that a transaction refused at RCPT wastes no upload:
@@ -63,6 +73,12 @@ DEFAULT_WINDOW = 8
 # BDAT chunks of a streamed message are sent in pieces of this size (RFC 3030 leaves it
 # to the client).
 BDAT_CHUNK = 1024 * 1024
+#: Largest envelope (its MAIL, RCPT and DATA lines) written behind the end of another
+#: transaction's content, before that content's reply.  Haraka drops the connection when
+#: more than 8 KiB arrive there (``MAX_POST_DATA_BYTES``), which would leave the message
+#: before as *outcome unknown*; it cannot be recognised before its first 503.  A larger
+#: envelope (about a hundred recipients) waits for the reply: one round trip.
+BEHIND_LIMIT = 4096
 # Queued writes are joined into one up to this size (one write: no segment held back by
 # Nagle's algorithm waiting for an acknowledgement); a larger piece goes on its own rather
 # than being copied.
@@ -177,7 +193,9 @@ class _Batch:
         conn, inflight = self.conn, self.inflight
         try:
             while not (self.closing or conn.closed):
-                while (self.retry or upcoming is not None) and self._may_start():
+                while (self.retry or upcoming is not None) and self._may_start(
+                    self.retry[0].outcome.job if self.retry else upcoming
+                ):
                     if self.retry:
                         txn = self.retry.popleft()
                     else:
@@ -242,13 +260,15 @@ class _Batch:
         self.entries.append(outcome)
         return _Transaction(outcome, len(self.entries) - 1, mode)
 
-    def _may_start(self) -> bool:
-        """May another transaction be written now?  Only after the end of the content of
-        every transaction in flight, within the window, where the server takes commands
-        pipelined after the end of content."""
+    def _may_start(self, job: Job | BaseException | None) -> bool:
+        """May *job* be written now?  Only after the end of the content of every
+        transaction in flight, within the window, where the server takes commands
+        pipelined after the end of content, and if its envelope is small enough there."""
         if not self.inflight:
             return True
         if not self.pipelining or not self.client._pipeline_after_content:
+            return False
+        if isinstance(job, Job) and _envelope_size(job) > BEHIND_LIMIT:
             return False
         return self.inflight[-1].content_sent and len(self.inflight) < self.window
 
@@ -588,6 +608,14 @@ class _Batch:
                 yield Close()
         except SMTPServerDisconnected:
             pass  # every transaction is settled; a server gone at QUIT changes nothing
+
+
+def _envelope_size(job: Job) -> int:
+    """About the bytes of *job*'s MAIL, RCPT and DATA lines (UTF-8 may add a few)."""
+    size = len(job.mail.text) + 8  # CRLF after MAIL, and "DATA\r\n"
+    for rcpt in job.rcpts:
+        size += len(rcpt.text) + 2
+    return size
 
 
 def _putcmd_step(command: Command) -> Invoke:

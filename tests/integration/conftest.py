@@ -1,4 +1,4 @@
-"""Session fixtures: one real Postfix and one real Dovecot LMTP per test session.
+"""Session fixtures: one real Postfix, Dovecot LMTP and Haraka per test session.
 
 Each server starts on first use, runs from its own temp dir on loopback ports
 and is stopped (and reaped) at the end of the session. Missing server software
@@ -19,7 +19,13 @@ import pytest
 
 import smtpx
 
-from .servers import BaseServer, DovecotLMTPServer, PostfixServer, ServerUnavailable
+from .servers import (
+    BaseServer,
+    DovecotLMTPServer,
+    HarakaServer,
+    PostfixServer,
+    ServerUnavailable,
+)
 
 ServerT = TypeVar("ServerT", bound=BaseServer)
 
@@ -61,6 +67,14 @@ def dovecot() -> Iterator[DovecotLMTPServer]:
     """A running Dovecot LMTP: ``.host``, ``.port``, ``.socket_path``,
     ``.client_context()``, ``.mailbox(address)``; see ``servers/dovecot.py``."""
     yield from _serve(DovecotLMTPServer.start, "Dovecot LMTP")
+
+
+@pytest.fixture(scope="session")
+def haraka() -> Iterator[HarakaServer]:
+    """A running Haraka (PIPELINING, but 503 to commands pipelined after end of DATA):
+    ``.host``, ``.port``, ``.mailbox(address)``, ``.transcript(client_port)``; see
+    ``servers/haraka.py``."""
+    yield from _serve(HarakaServer.start, "Haraka")
 
 
 @pytest.fixture(params=["tcp", "unix"])

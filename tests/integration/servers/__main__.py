@@ -1,4 +1,4 @@
-"""Start a test server by hand: ``python -m tests.integration.servers postfix|dovecot``.
+"""Start a test server by hand: ``python -m tests.integration.servers postfix|dovecot|haraka``.
 
 Prints where it listens and where its files are, then runs until Ctrl-C (or
 SIGTERM), and stops it. ``--check`` only reports whether it can run here.
@@ -12,11 +12,13 @@ import sys
 
 from ._common import BaseServer, ServerStartError, ServerUnavailable
 from .dovecot import DovecotLMTPServer
+from .haraka import HarakaServer
 from .postfix import PostfixServer
 
-SERVERS: dict[str, type[PostfixServer] | type[DovecotLMTPServer]] = {
+SERVERS: dict[str, type[PostfixServer] | type[DovecotLMTPServer] | type[HarakaServer]] = {
     "postfix": PostfixServer,
     "dovecot": DovecotLMTPServer,
+    "haraka": HarakaServer,
 }
 
 
@@ -33,6 +35,12 @@ def _describe(server: BaseServer) -> str:
         lines += [
             f"LMTP:     {server.host}:{server.port} (STARTTLS) and {server.socket_path}",
             f"users:    {', '.join(server.users)}; 550: {server.unknown_user}",
+        ]
+    elif isinstance(server, HarakaServer):
+        lines += [
+            f"SMTP:     {server.host}:{server.port} (no TLS)",
+            f"users:    {', '.join(server.users)}; 550: {server.unknown_user}; "
+            f"refused after DATA: Subject containing {server.refuse_marker!r}",
         ]
     return "\n".join(lines)
 

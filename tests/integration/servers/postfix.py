@@ -9,7 +9,9 @@ except the package's read-only meta files. It offers:
 - PIPELINING, SIZE (``MESSAGE_SIZE_LIMIT``), 8BITMIME, SMTPUTF8, DSN, CHUNKING;
 - virtual mailbox delivery for ``example.test``: ``USERS`` maps each accepted
   address to its maildir; ``UNKNOWN_USER`` gets 550 (not in the mailbox
-  table), ``DEFERRED_USER`` gets ``450 4.2.0`` from an access map.
+  table), ``DEFERRED_USER`` gets ``450 4.2.0`` from an access map;
+- a message whose Subject contains ``REFUSE_MARKER`` is refused after its content
+  (``550 5.7.1``, from header_checks).
 
 Run ``python -m tests.integration.servers postfix`` from the repository root
 to start one by hand.
@@ -50,6 +52,7 @@ USERS = {
 UNKNOWN_USER = "nobody@example.test"
 DEFERRED_USER = "defer@example.test"
 DEFER_REPLY = "450 4.2.0 try later"
+REFUSE_MARKER = "REFUSE-ME"
 MESSAGE_SIZE_LIMIT = 10_240_000
 # Unprivileged owner of the delivered files (virtual(8) refuses uid < 100).
 DELIVERY_USER = "nobody"
@@ -109,6 +112,8 @@ mynetworks = 127.0.0.0/8
 relayhost =
 smtp_dns_support_level = disabled
 smtpd_peername_lookup = no
+# "connect from localhost[127.0.0.1]:PORT": a test finds its own session in the log.
+smtpd_client_port_logging = yes
 # Nothing leaves this instance: bounces to senders' domains fail at once.
 default_transport = error:5.7.1 outbound mail disabled in tests
 relay_transport = error:5.7.1 outbound mail disabled in tests
@@ -137,6 +142,9 @@ smtpd_recipient_restrictions =
     permit_mynetworks,
     reject_unauth_destination
 
+# A refused message: cleanup(8) rejects it at the end of its content.
+header_checks = regexp:{conf / "header_checks"}
+
 message_size_limit = {MESSAGE_SIZE_LIMIT}
 smtputf8_enable = yes
 
@@ -154,6 +162,7 @@ class PostfixServer(BaseServer):
     users = USERS
     unknown_user = UNKNOWN_USER
     deferred_user = DEFERRED_USER
+    refuse_marker = REFUSE_MARKER
     message_size_limit = MESSAGE_SIZE_LIMIT
 
     def __init__(self, workdir: Path, tls: TLSFiles) -> None:
@@ -194,6 +203,9 @@ class PostfixServer(BaseServer):
             encoding="utf-8",
         )
         (conf / "recipient_access").write_text(f"{DEFERRED_USER} {DEFER_REPLY}\n")
+        (conf / "header_checks").write_text(
+            f"/^Subject:.*{REFUSE_MARKER}/ REJECT 5.7.1 message refused\n"
+        )
 
     def _run(self, postfix: str) -> None:
         conf = self.workdir / "conf"
