@@ -32,7 +32,7 @@ _EC = ec.generate_private_key(ec.SECP256R1())
 
 def _certificate(key: Any, algorithm: Any, **sign: Any) -> bytes:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.example.test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -160,7 +160,9 @@ def test_a_corrupted_certificate_raises_value_error_only(position: int, value: i
 # ------------------------------------------------------------- SCRAM -PLUS
 
 NONCE = "rOprNGfwEbeRWgbNEkqO"
-SERVER_FIRST = b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+SERVER_FIRST = (
+    b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+)
 
 
 def test_scram_plus_binds_the_certificate() -> None:

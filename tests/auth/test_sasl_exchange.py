@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import smtpx
+from smtpx._protocol import MAX_CHALLENGES
 from smtpx.auth import (
     MAX_AUTH_LINE,
     ChallengeError,
@@ -25,7 +26,6 @@ from smtpx.auth import (
     XOAuth2,
     auth_exchange,
 )
-from smtpx._protocol import MAX_CHALLENGES
 
 OK = (235, b"2.7.0 ok")
 

@@ -231,9 +231,7 @@ RFC7628_TOKEN = "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="
 
 
 def test_rfc7628_smtp_example() -> None:
-    mechanism = OAuthBearer(
-        "user@example.com", RFC7628_TOKEN, host="server.example.com", port=587
-    )
+    mechanism = OAuthBearer("user@example.com", RFC7628_TOKEN, host="server.example.com", port=587)
     _, client = run(auth_exchange(mechanism), [(235, b"Authentication successful.")])
     assert client.sent == [
         "AUTH OAUTHBEARER bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9"
@@ -242,9 +240,7 @@ def test_rfc7628_smtp_example() -> None:
 
 
 def test_rfc7628_imap_example_initial_response() -> None:
-    mechanism = OAuthBearer(
-        "user@example.com", RFC7628_TOKEN, host="server.example.com", port=143
-    )
+    mechanism = OAuthBearer("user@example.com", RFC7628_TOKEN, host="server.example.com", port=143)
     assert b64(mechanism.initial_response()) == (
         b"bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9MTQzAWF1dGg9"
         b"QmVhcmVyIHZGOWRmdDRxbVRjMk52YjNSbGNrQmhiSFJoZG1semRHRXVZMjl0Q2c9PQEB"
@@ -254,9 +250,7 @@ def test_rfc7628_imap_example_initial_response() -> None:
 def test_rfc7628_smtp_failure_example() -> None:
     """The server's error challenge is answered with a single ^A ("AQ=="), and its
     final 535 comes back as SMTPOAuthError with the JSON."""
-    mechanism = OAuthBearer(
-        "user@example.com", RFC7628_TOKEN, host="server.example.com", port=587
-    )
+    mechanism = OAuthBearer("user@example.com", RFC7628_TOKEN, host="server.example.com", port=587)
     error_challenge = (
         334,
         b"eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NoZW1lcyI6ImJlYXJlciBtYWMiLCJzY29wZSI6Imh0dHBz"
