@@ -397,3 +397,19 @@ def test_sink_server(driver: str, make: Callable[[str, str], Mechanism]) -> None
             with pytest.raises(smtpx.SMTPAuthenticationError) as caught:
                 call("auth", mechanism.name, make("jörg", "wrong"))
             assert caught.value.smtp_code == 535
+
+
+def test_a_coroutine_provider_with_the_blocking_client() -> None:
+    async def provider() -> str:
+        return "t"
+
+    def handler(peer: Peer) -> None:
+        peer.greet_and_ehlo(b"AUTH XOAUTH2")
+        finish(peer)
+
+    with scripted_server(handler) as (port, peers), connected("sync", port) as (_, call):
+        call("ehlo")
+        with pytest.raises(TypeError, match="asyncio"):
+            call("auth", "XOAUTH2", XOAuth2("me@example.com", provider))
+    # Nothing was sent, and (-W error) no coroutine was left un-awaited.
+    assert not any(line.startswith(b"AUTH") for line in peers[0].received)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 import re
 
 from .._exceptions import (
@@ -93,6 +94,11 @@ def auth_exchange(
     if isinstance(mechanism, TokenMechanism) and mechanism.token_provider is not None:
         provider = mechanism.token_provider
         token = yield Invoke(lambda c: provider())
+        if inspect.iscoroutine(token):  # the blocking client does not await
+            token.close()
+            raise TypeError(
+                "the token provider is a coroutine function: use it with the asyncio clients"
+            )
         mechanism.use_token(token)
     initial = mechanism.initial_response()
     line = None
