@@ -20,6 +20,8 @@
                 ├── SMTPConnectError
                 ├── SMTPHeloError
                 ├── SMTPAuthenticationError
+                │   ├── SMTPServerSignatureError  (the server did not prove itself: SCRAM)
+                │   └── SMTPOAuthError            (a token refused, with the server's JSON)
                 └── SMTPProtocolError          (the server's reply broke the protocol)
 
 ``InsecureWarning`` (a ``UserWarning``) is issued when a program does something that works
@@ -29,6 +31,7 @@ but exposes a secret, such as ``login()`` in clear while the server offers START
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Mapping
 
 from ._protocol import EnhancedStatus, LocalProtocolError, ProtocolError, ReplyTooLong
 
@@ -42,12 +45,14 @@ __all__ = [
     "SMTPMessageTooLarge",
     "SMTPNotAttempted",
     "SMTPNotSupportedError",
+    "SMTPOAuthError",
     "SMTPOutcomeUnknown",
     "SMTPProtocolError",
     "SMTPRecipientsRefused",
     "SMTPResponseException",
     "SMTPSenderRefused",
     "SMTPServerDisconnected",
+    "SMTPServerSignatureError",
     "SMTPStateError",
     "SMTPTimeoutError",
     "from_protocol_error",
@@ -155,6 +160,34 @@ class SMTPHeloError(SMTPResponseException, smtplib.SMTPHeloError):
 
 class SMTPAuthenticationError(SMTPResponseException, smtplib.SMTPAuthenticationError):
     """The server refused the credentials, or the AUTH exchange failed."""
+
+
+class SMTPServerSignatureError(SMTPAuthenticationError):
+    """The server did not prove that it knows the password: its SCRAM signature was wrong
+    or missing (RFC 5802 section 3).  It may be an impostor; the connection has been
+    closed (or the exchange cancelled) and nothing more should be sent to it."""
+
+
+class SMTPOAuthError(SMTPAuthenticationError):
+    """The server refused an OAuth 2.0 token (XOAUTH2, OAUTHBEARER).  ``details`` holds the
+    JSON the server sent in its error challenge (RFC 7628 section 3.2.2), ``status`` its
+    ``"status"`` member (for example ``"invalid_token"``, or Google's ``"400"``).
+
+    >>> error = SMTPOAuthError(535, b"5.7.8 invalid credentials", {"status": "invalid_token"})
+    >>> error.status, error.smtp_code
+    ('invalid_token', 535)
+    """
+
+    def __init__(
+        self, code: int, msg: bytes | str, details: Mapping[str, object] | None = None
+    ) -> None:
+        super().__init__(code, msg)
+        self.details: dict[str, object] = dict(details or {})
+
+    @property
+    def status(self) -> str | None:
+        status = self.details.get("status")
+        return None if status is None else str(status)
 
 
 class SMTPProtocolError(SMTPResponseException):

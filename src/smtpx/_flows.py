@@ -49,6 +49,7 @@ from ._protocol import MAX_CHALLENGES, Extensions
 from ._results import Recipient, SendResult
 from ._steps import Flow, Invoke, StartTLS
 from ._wire import Response, connection, send_step
+from .auth import Mechanism, auth_exchange
 
 __all__ = [
     "Client",
@@ -75,6 +76,8 @@ class Client(_engine.Engine, Protocol):
 
     @property
     def _tls_active(self) -> bool: ...
+    @property
+    def _peer_certificate(self) -> bytes | None: ...
     @property
     def _in_transaction(self) -> bool: ...
     @property
@@ -223,7 +226,24 @@ def auth(
     initial_response_ok: bool,
 ) -> Flow[Response]:
     """RFC 4954 section 4: AUTH, with an initial response when the mechanism has one,
-    then the 334 challenge loop."""
+    then the 334 challenge loop.
+
+    A ``smtpx.auth.Mechanism`` as *authobject* runs the whole exchange (``auth_exchange``:
+    bytes both ways, the server's final word verified, channel binding from the TLS
+    layer); any other callable gets smtplib's protocol.
+    """
+    if isinstance(authobject, Mechanism):
+        if mechanism.upper() != authobject.name.upper():
+            raise ValueError(
+                f"AUTH {mechanism!r} with a {authobject.name} mechanism object: the names differ"
+            )
+        # Only a -PLUS mechanism reads the certificate (the property asks the TLS layer).
+        certificate = client._peer_certificate if authobject.channel_binding else None
+        return (
+            yield from auth_exchange(
+                authobject, initial_response_ok=initial_response_ok, peer_certificate=certificate
+            )
+        )
     mechanism = mechanism.upper()
     initial = authobject() if initial_response_ok else None
     if initial is not None:

@@ -1,4 +1,5 @@
-"""The examples in the docstrings of the core, the addresses helpers and the SASL steps."""
+"""The examples in the docstrings of the core, the addresses helpers, the exceptions and
+the SASL mechanisms."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from types import ModuleType
 import pytest
 
 import smtpx._protocol
+import smtpx.auth
 
 
 def _modules() -> list[ModuleType]:
@@ -17,10 +19,16 @@ def _modules() -> list[ModuleType]:
         importlib.import_module(f"smtpx._protocol.{info.name}")
         for info in pkgutil.iter_modules(smtpx._protocol.__path__)
     ]
+    sasl = [
+        importlib.import_module(f"smtpx.auth.{info.name}")
+        for info in pkgutil.iter_modules(smtpx.auth.__path__)
+    ]
     return [
         *core,
         importlib.import_module("smtpx._addresses"),
+        importlib.import_module("smtpx._exceptions"),
         importlib.import_module("smtpx.auth"),
+        *sasl,
     ]
 
 

@@ -365,6 +365,15 @@ class AsyncSMTP(ClientBase):
     def _tls_active(self) -> bool:
         return self.sock is not None and self.sock.get_extra_info("ssl_object") is not None
 
+    @property
+    def _peer_certificate(self) -> bytes | None:
+        """The server's certificate in DER, for channel binding (None without TLS)."""
+        tls = None if self.sock is None else self.sock.get_extra_info("ssl_object")
+        if tls is None:
+            return None
+        certificate: bytes | None = tls.getpeercert(binary_form=True)
+        return certificate
+
     # ----------------------------------------------------------- the commands
 
     async def send(self, s: str | bytes) -> None:

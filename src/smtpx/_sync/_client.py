@@ -280,6 +280,13 @@ class SMTP(ClientBase):
     def _tls_active(self) -> bool:
         return isinstance(self.sock, ssl.SSLSocket)
 
+    @property
+    def _peer_certificate(self) -> bytes | None:
+        """The server's certificate in DER, for channel binding (None without TLS)."""
+        if not isinstance(self.sock, ssl.SSLSocket):
+            return None
+        return self.sock.getpeercert(binary_form=True)
+
     # ----------------------------------------------------------- the commands
 
     def send(self, s: str | bytes) -> None:

@@ -1,33 +1,69 @@
-"""SASL mechanisms as pure functions: credentials and challenges in, responses out.
+"""SASL mechanisms as pure exchanges: credentials and challenges in, responses out.
 
-The blocking and asyncio clients call these from their ``auth_*`` methods; nothing here
-touches the network.  Credentials are text and are encoded as UTF-8 on the wire
-(RFC 4616 section 2 for PLAIN; smtplib encodes ASCII only, bpo-29750 / gh-73936).
+Nothing here touches the network.  Each mechanism is a ``Mechanism`` object (initial
+response, respond to a challenge, verify the server's final word); ``auth_exchange`` is
+the one flow that runs any of them over SMTP, in both clients; ``choose_mechanisms``
+ranks what a server offers.  Credentials are text, sent as UTF-8 (RFC 4616 section 2;
+smtplib encodes ASCII only, gh-73936).
+
+>>> import smtpx
+>>> from smtpx.auth import ScramSHA256
+>>> with smtpx.SMTP("mail.example.org", 587) as smtp:  # doctest: +SKIP
+...     smtp.starttls()
+...     scram = ScramSHA256("alice", "s3cret")
+...     smtp.auth(scram.name, scram)
+(235, b'2.7.0 Authentication successful')
+
+See ``docs/authentication.md``.
 """
 
 from __future__ import annotations
 
-import hmac
+from ._binding import TLS_SERVER_END_POINT, certificate_hash, tls_server_end_point
+from ._choose import MECHANISMS, choose_mechanisms, create_mechanism
+from ._exchange import MAX_AUTH_LINE, auth_exchange
+from ._external import External
+from ._mechanism import ChallengeError, Mechanism, ServerSignatureError
+from ._oauth import OAuthBearer, TokenMechanism, TokenProvider, XOAuth2
+from ._password import CramMD5, Login, Plain, cram_md5_response, plain_response
+from ._saslprep import SASLprepError, saslprep
+from ._scram import (
+    MAX_SCRAM_ITERATIONS,
+    MIN_SCRAM_ITERATIONS,
+    ScramSHA1,
+    ScramSHA1Plus,
+    ScramSHA256,
+    ScramSHA256Plus,
+)
 
-__all__ = ["cram_md5_response", "plain_response"]
-
-
-def plain_response(user: str, password: str, authzid: str = "") -> str:
-    """The PLAIN message of RFC 4616 section 2: ``authzid NUL authcid NUL passwd``.
-
-    >>> plain_response("alice", "s3cret")
-    '\\x00alice\\x00s3cret'
-    """
-    return f"{authzid}\0{user}\0{password}"
-
-
-def cram_md5_response(user: str, password: str, challenge: bytes) -> str:
-    """The CRAM-MD5 response of RFC 2195 section 2: the user, a space, and the hex
-    HMAC-MD5 of the challenge keyed with the password.
-
-    >>> cram_md5_response("tim", "tanstaaftanstaaf",
-    ...                   b"<1896.697170952@postoffice.reston.mci.net>")
-    'tim b913a602c7eda7a495b4e6e7334d3890'
-    """
-    digest = hmac.new(password.encode("utf-8"), challenge, "md5").hexdigest()
-    return f"{user} {digest}"
+__all__ = [
+    "MAX_AUTH_LINE",
+    "MAX_SCRAM_ITERATIONS",
+    "MECHANISMS",
+    "MIN_SCRAM_ITERATIONS",
+    "TLS_SERVER_END_POINT",
+    "ChallengeError",
+    "CramMD5",
+    "External",
+    "Login",
+    "Mechanism",
+    "OAuthBearer",
+    "Plain",
+    "SASLprepError",
+    "ScramSHA1",
+    "ScramSHA1Plus",
+    "ScramSHA256",
+    "ScramSHA256Plus",
+    "ServerSignatureError",
+    "TokenMechanism",
+    "TokenProvider",
+    "XOAuth2",
+    "auth_exchange",
+    "certificate_hash",
+    "choose_mechanisms",
+    "cram_md5_response",
+    "create_mechanism",
+    "plain_response",
+    "saslprep",
+    "tls_server_end_point",
+]
