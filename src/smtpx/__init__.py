@@ -23,6 +23,7 @@ from email.base64mime import body_encode as encode_base64
 from . import _sync
 from ._addresses import quoteaddr, quotedata
 from ._async import AsyncLMTP, AsyncSMTP, AsyncSMTP_SSL
+from ._async._connect import aconnect, asend
 from ._clientbase import CRLF, LMTP_PORT, SMTP_PORT, SMTP_SSL_PORT
 from ._exceptions import (
     InsecureWarning,
@@ -35,6 +36,7 @@ from ._exceptions import (
     SMTPNotAttempted,
     SMTPNotSupportedError,
     SMTPOutcomeUnknown,
+    SMTPPolicyError,
     SMTPProtocolError,
     SMTPRecipientsRefused,
     SMTPResponseException,
@@ -48,6 +50,7 @@ from ._protocol import MAX_LINE as _MAXLINE  # noqa: F401 (CPython's tests read 
 from ._protocol import EnhancedStatus, Reply
 from ._results import Recipient, RecipientResult, SendResult
 from ._sync import LMTP, SMTP, SMTP_SSL
+from ._sync._connect import connect, send
 from ._timeouts import Timeouts
 
 __version__ = "0.1.0.dev0"
@@ -82,6 +85,7 @@ __all__ = [
     "SMTPNotAttempted",
     "SMTPNotSupportedError",
     "SMTPOutcomeUnknown",
+    "SMTPPolicyError",
     "SMTPProtocolError",
     "SMTPRecipientsRefused",
     "SMTPResponseException",
@@ -91,10 +95,14 @@ __all__ = [
     "SMTPTimeoutError",
     "SendResult",
     "Timeouts",
+    "aconnect",
+    "asend",
     "bCRLF",
+    "connect",
     "encode_base64",
     "quoteaddr",
     "quotedata",
+    "send",
 ]
 
 
