@@ -34,6 +34,7 @@ from ._addresses import fix_eols as _fix_eols  # noqa: F401  which programs impo
 from ._addresses import quote_periods as _quote_periods  # noqa: F401
 from ._addresses import quoteaddr, quotedata
 from ._async import AsyncLMTP, AsyncSMTP, AsyncSMTP_SSL
+from ._async._connect import aconnect, asend
 from ._clientbase import CRLF, LMTP_PORT, SMTP_PORT, SMTP_SSL_PORT
 from ._exceptions import (
     InsecureWarning,
@@ -47,6 +48,7 @@ from ._exceptions import (
     SMTPNotSupportedError,
     SMTPOAuthError,
     SMTPOutcomeUnknown,
+    SMTPPolicyError,
     SMTPProtocolError,
     SMTPRecipientsRefused,
     SMTPResponseException,
@@ -63,6 +65,7 @@ from ._results import Recipient, RecipientResult, SendResult
 from ._stdlib_names import SmtplibModule as _SmtplibModule
 from ._stdlib_names import have_ssl as _have_ssl  # noqa: F401 (smtplib's name)
 from ._sync import LMTP, SMTP, SMTP_SSL
+from ._sync._connect import connect, send
 from ._timeouts import Timeouts
 
 __version__ = "0.1.0.dev0"
@@ -98,6 +101,7 @@ __all__ = [
     "SMTPNotSupportedError",
     "SMTPOAuthError",
     "SMTPOutcomeUnknown",
+    "SMTPPolicyError",
     "SMTPProtocolError",
     "SMTPRecipientsRefused",
     "SMTPResponseException",
@@ -108,10 +112,14 @@ __all__ = [
     "SMTPTimeoutError",
     "SendResult",
     "Timeouts",
+    "aconnect",
+    "asend",
     "bCRLF",
+    "connect",
     "encode_base64",
     "quoteaddr",
     "quotedata",
+    "send",
 ]
 
 

@@ -59,6 +59,14 @@ class ClientBase:
     _lmtp = False
     _own_methods: ClassVar[tuple[object, ...]]  # _flows.own_methods, below each driver
     sock: Any = None
+    #: The security policy (``smtpx._security``): ``connect(url)`` sets "strict".
+    policy = "compat"
+    #: The name the server's certificate must match (and SNI), when not the host's.
+    _tls_server_name: str | None = None
+    #: Connected over a unix socket: a local channel, which the strict policy trusts.
+    _local_channel = False
+    #: The SASL mechanism of the last successful login of this session.
+    auth_mechanism: str | None = None
 
     def _init_state(self, host: str, timeout: float | Timeouts | None, source_address: Any) -> None:
         self._host = host
@@ -76,6 +84,10 @@ class ClientBase:
         self.user = ""
         self.password = ""
 
+    @property
+    def _server_name(self) -> str:
+        return self._tls_server_name or self._host
+
     def __repr__(self) -> str:
         # Never shows user or password (STYLE: secrets stay out of reprs).
         where = f"{self._host!r}" if self.sock is not None else "not connected"
@@ -92,6 +104,7 @@ class ClientBase:
         self.command_encoding = "ascii"
         self.file = None
         self._pipeline_after_content = True
+        self.auth_mechanism = None
 
     def set_debuglevel(self, debuglevel: int) -> None:
         """1 prints each command and reply to stderr; 2 adds timestamps.

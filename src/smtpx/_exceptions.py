@@ -14,6 +14,7 @@
             ├── SMTPMessageTooLarge            (over the server's SIZE, nothing sent)
             ├── SMTPRecipientsRefused
             ├── SMTPStateError                 (a step the session does not allow now)
+            ├── SMTPPolicyError                (the security policy refused a step)
             └── SMTPResponseException
                 ├── SMTPSenderRefused
                 ├── SMTPDataError
@@ -47,6 +48,7 @@ __all__ = [
     "SMTPNotSupportedError",
     "SMTPOAuthError",
     "SMTPOutcomeUnknown",
+    "SMTPPolicyError",
     "SMTPProtocolError",
     "SMTPRecipientsRefused",
     "SMTPResponseException",
@@ -109,6 +111,18 @@ class SMTPMessageTooLarge(SMTPException):
 class SMTPStateError(SMTPException):
     """The program asked for a step the session does not allow now (for example a
     command while message content is being sent)."""
+
+
+class SMTPPolicyError(SMTPException):
+    """The security policy (``policy="strict"``) refused a step; the message names what was
+    missing (TLS, a verified certificate, a mechanism safe to use...).  Nothing secret was
+    sent.
+
+    >>> raise SMTPPolicyError("TLS required: the server does not offer STARTTLS")
+    Traceback (most recent call last):
+    ...
+    smtpx._exceptions.SMTPPolicyError: TLS required: the server does not offer STARTTLS
+    """
 
 
 class SMTPResponseException(SMTPException, smtplib.SMTPResponseException):

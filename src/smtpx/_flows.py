@@ -73,6 +73,8 @@ class Client(_engine.Engine, Protocol):
     _auth_challenge_count: int
     _data_replies: list[Response]
     _own_methods: ClassVar[tuple[object, ...]]
+    _local_channel: bool
+    auth_mechanism: str | None
 
     @property
     def _tls_active(self) -> bool: ...

@@ -351,7 +351,7 @@ class AsyncSMTP(ClientBase):
         # CVE-2011-0411 for servers): Stream.start_tls drops them, as the core drops its own.
         try:
             async with asyncio.timeout(as_timeouts(self.timeout).connect):
-                await self.sock.start_tls(context, server_hostname=self._host)
+                await self.sock.start_tls(context, server_hostname=self._server_name)
         except TimeoutError as exc:
             self._abort()  # a server that never answers the handshake: cut, do not wait
             raise SMTPTimeoutError("timed out in the TLS handshake") from exc

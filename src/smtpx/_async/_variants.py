@@ -57,7 +57,7 @@ class AsyncSMTP_SSL(AsyncSMTP):
             AsyncSMTP.__init__(self, host, port, local_hostname, timeout, source_address)
 
     def _tls_arguments(self) -> dict[str, Any]:
-        return {"ssl": self.context, "server_hostname": self._host}
+        return {"ssl": self.context, "server_hostname": self._server_name}
 
 
 class AsyncLMTP(AsyncSMTP):

@@ -264,7 +264,7 @@ class SMTP(ClientBase):
         try:
             if timeouts is not None:
                 self.sock.settimeout(timeouts.connect)  # the handshake is the connect phase
-            self.sock = context.wrap_socket(self.sock, server_hostname=self._host)
+            self.sock = context.wrap_socket(self.sock, server_hostname=self._server_name)
             if timeouts is not None:
                 self.sock.settimeout(timeouts.command)
         except TimeoutError as exc:

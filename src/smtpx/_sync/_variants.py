@@ -63,7 +63,7 @@ class SMTP_SSL(SMTP):
             self._print_debug("connect:", (host, port))
         plain = super()._get_socket(host, port, timeout)
         try:
-            return self.context.wrap_socket(plain, server_hostname=self._host)
+            return self.context.wrap_socket(plain, server_hostname=self._server_name)
         except BaseException:
             plain.close()
             raise
