@@ -273,9 +273,11 @@ class _Batch:
         return self.inflight[-1].content_sent and len(self.inflight) < self.window
 
     def _may_quit(self) -> bool:
-        """May QUIT go in this write?  When asked for, after the end of every content."""
+        """May QUIT go in this write?  When asked for, after the end of every content, to a
+        server that takes pipelined commands (RFC 2920 section 3.1: QUIT ends a group)."""
         return (
-            not self.quit_sent
+            self.pipelining
+            and not self.quit_sent
             and self.client._pipeline_after_content
             and all(t.content_sent for t in self.inflight)
         )

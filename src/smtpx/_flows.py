@@ -241,11 +241,12 @@ def auth(
             )
         # Only a -PLUS mechanism reads the certificate (the property asks the TLS layer).
         certificate = client._peer_certificate if authobject.channel_binding else None
-        return (
-            yield from auth_exchange(
-                authobject, initial_response_ok=initial_response_ok, peer_certificate=certificate
-            )
+        code, resp = yield from auth_exchange(
+            authobject, initial_response_ok=initial_response_ok, peer_certificate=certificate
         )
+        if code == 235:
+            client.auth_mechanism = authobject.name.upper()
+        return code, resp
     mechanism = mechanism.upper()
     initial = authobject() if initial_response_ok else None
     if initial is not None:
@@ -271,6 +272,8 @@ def auth(
             raise SMTPException(
                 "Server AUTH mechanism infinite loop. Last response: " + repr((code, resp))
             )
+    if code == 235:
+        client.auth_mechanism = mechanism
     if code in (235, 503):  # 503: already authenticated
         return code, resp
     raise SMTPAuthenticationError(code, resp)

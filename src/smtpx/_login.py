@@ -14,7 +14,8 @@ smtplib's ``login()``):
   ``4yz``, ``534``...) moves on to the next one;
 - a token the server rejects is asked for once more from the provider, and the login is
   tried once again (RFC 7628 section 3.2.3: tokens expire);
-- the mechanism that succeeded is kept on the client as ``auth_mechanism``.
+- the mechanism that succeeded is kept on the client as ``auth_mechanism`` (by ``auth()``,
+  so smtplib's ``login()`` sets it too).
 """
 
 from __future__ import annotations
@@ -113,8 +114,7 @@ def login(client: Client, credentials: Credentials, policy: str) -> Flow[Respons
                 if exc.smtp_code in _TRY_NEXT or 400 <= exc.smtp_code < 500:
                     break  # this mechanism is not available: the next one
                 raise  # the credentials are wrong: never retried with a weaker mechanism
-            client.auth_mechanism = name
-            return result
+            return result  # auth() set client.auth_mechanism
     assert last is not None
     raise last
 

@@ -105,7 +105,7 @@ def test_strict_smtp_url_upgrades_with_starttls(front: str) -> None:
 def test_tls_settings_build_the_context(front: str, tmp_path: Any) -> None:
     with SinkServer(starttls=True, hostname="mail.example.test") as server:
         cafile = tmp_path / "ca.pem"
-        cafile.write_bytes(server.ca_pem())
+        cafile.write_bytes(server.ca_pem)
         url = f"smtp+starttls://{server.host}:{server.port}"
         # The certificate names 127.0.0.1 too; server_name checks another name of it.
         session(
@@ -135,7 +135,7 @@ def test_one_shot_send_and_batch(front: str) -> None:
         url = f"smtp+starttls://alice:s3cret@{server.host}:{server.port}"
         result = one_shot(front, message("one"), url, context=server.client_context())
         assert isinstance(result, smtpx.SendResult)
-        assert result.accepted == ["bob@example.org"]
+        assert [r.address for r in result.accepted] == ["bob@example.org"]
         batch = [message("two"), (message("three"), "carol@example.org", ["dave@example.org"])]
         entries = one_shot(front, batch, url, context=server.client_context())
         assert [type(e) for e in entries] == [smtpx.SendResult, smtpx.SendResult]
@@ -213,7 +213,7 @@ def test_bad_certificate_is_refused(front: str) -> None:
 def test_wrong_host_name_is_refused(front: str) -> None:
     with SinkServer(starttls=True) as server:
         url = f"smtp+starttls://{server.host}:{server.port}"
-        with pytest.raises(ssl.SSLCertVerificationError, match="mismatch|doesn't match"):
+        with pytest.raises(ssl.SSLCertVerificationError, match=r"mismatch|doesn.t match"):
             connect_only(
                 front, url, context=server.client_context(), server_name="other.example.test"
             )

@@ -59,8 +59,8 @@ class SinkServer:
             and QUIT until TLS is up (RFC 3207 section 4).
         implicit_tls: speak TLS from the first byte (SMTPS, RFC 8314).
         auth: user name to password; None (the default) offers no AUTH.
-        auth_require_tls: refuse AUTH with 538 until TLS is up. Defaults to
-            True when the server has TLS, else False.
+        auth_require_tls: refuse AUTH with 538 until STARTTLS is done. Defaults
+            to True with STARTTLS, else False (implicit TLS is TLS already).
         auth_mechanisms: the SASL mechanisms to offer, from PLAIN and LOGIN.
         smtputf8: offer SMTPUTF8 (RFC 6531). 8BITMIME is always offered.
         lmtp: speak LMTP (RFC 2033) instead of SMTP.
@@ -127,7 +127,9 @@ class SinkServer:
             "enable_SMTPUTF8": smtputf8,
             "data_size_limit": data_size_limit,
             "require_starttls": require_starttls,
-            "auth_require_tls": uses_tls if auth_require_tls is None else auth_require_tls,
+            # aiosmtpd sees only STARTTLS as TLS; an implicit-TLS session is TLS from the
+            # first byte, so there AUTH needs no further condition.
+            "auth_require_tls": starttls if auth_require_tls is None else auth_require_tls,
             "timeout": _SESSION_TIMEOUT,
         }
         if auth is not None:
