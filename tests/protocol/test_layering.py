@@ -37,6 +37,7 @@ LAYERS = {
     "_url": 1,
     "_login": 1,
     "_session": 1,
+    "_pool": 1,
     "_security": 2,
     "_clientbase": 2,
     "_sync": 2,
@@ -50,7 +51,11 @@ LAYERS = {
 
 #: Modules that mean sockets, TLS or an event loop: only the drivers (L2) may use them.
 IO_MODULES = frozenset({"socket", "ssl", "asyncio", "selectors"})
-NO_IO_PARTS = frozenset({"_protocol", "auth"})
+NO_IO_PARTS = frozenset({"_protocol", "auth", "_pool"})
+#: The pool's decisions take the time as an argument and leave waiting to the drivers:
+#: no clock, no threads (STYLE.md, "pool decisions").
+CLOCK_MODULES = frozenset({"time", "threading", "concurrent", "multiprocessing"})
+CLOCK_FREE_PARTS = frozenset({"_pool"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +160,8 @@ def violations(source: str, module: Module, known: frozenset[str] = frozenset(LA
         top = imp.module.split(".")[0]
         if part in NO_IO_PARTS and top in IO_MODULES:
             found.append(f"{imp.where}: {module.name} imports the I/O module {imp.module!r}")
+        if part in CLOCK_FREE_PARTS and top in CLOCK_MODULES:
+            found.append(f"{imp.where}: {module.name} imports the clock or threads {imp.module!r}")
         target_part = _part_of(imp.target, known)
         if part == "_protocol":
             if target_part is None and top not in sys.stdlib_module_names:
@@ -208,6 +215,7 @@ CORE_INIT = Module("smtpx._protocol", True, "src/smtpx/_protocol/__init__.py")
 AUTH = Module("smtpx.auth", True, "src/smtpx/auth/__init__.py")
 FLOWS = Module("smtpx._flows", False, "src/smtpx/_flows.py")
 DRIVER = Module("smtpx._sync._client", False, "src/smtpx/_sync/_client.py")
+POOL = Module("smtpx._pool._policy", False, "src/smtpx/_pool/_policy.py")
 
 
 @pytest.mark.parametrize(
@@ -235,6 +243,11 @@ DRIVER = Module("smtpx._sync._client", False, "src/smtpx/_sync/_client.py")
         (FLOWS, "from smtpx import SMTP\n", 1, "imports L3"),
         (DRIVER, "from ... import x\n", 1, "beyond the top-level package"),
         (DRIVER, "from .._cli import main\n", 1, "imports L3"),
+        (POOL, "import time\n", 1, "clock or threads"),
+        (POOL, "from threading import Lock\n", 1, "clock or threads"),
+        (POOL, "from concurrent.futures import Future\n", 1, "clock or threads"),
+        (POOL, "import asyncio\n", 1, "I/O module"),
+        (POOL, "from .._sync import SMTP\n", 1, "imports L2"),
     ],
 )
 def test_the_check_catches_a_violation(module: Module, source: str, line: int, reason: str) -> None:
@@ -253,6 +266,7 @@ def test_the_check_catches_a_violation(module: Module, source: str, line: int, r
         (AUTH, "import hmac\nfrom .._protocol import MAX_CHALLENGES\n"),
         (FLOWS, "from ._protocol import Extensions\nfrom ._addresses import quoteaddr\n"),
         (DRIVER, "import socket\nimport ssl\nfrom .. import _flows\nfrom ..auth import x\n"),
+        (POOL, "import random\nfrom .._results import SendResult\nfrom ._retry import R\n"),
         (Module("smtpx", True, "src/smtpx/__init__.py"), "import socket\nfrom . import _sync\n"),
     ],
 )
