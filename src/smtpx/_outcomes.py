@@ -106,6 +106,11 @@ def entry(outcome: Outcome, lmtp: bool, single: bool = False) -> SendResult | Ex
         return lost if last is None else _with_result(lost, results, last)
     if mail.code != 250:
         return _with_result(SMTPSenderRefused(mail.code, mail.message, job.sender), results, mail)
+    if outcome.lost is Lost.UNKNOWN and len(rcpts) < len(job.recipients):
+        # Lost amid the RCPT replies after the content went with the envelope (BDAT): the
+        # replies not read may have accepted recipients, and the server may have taken
+        # the message.  Not "refused", which would make a resend look safe.
+        return _with_result(_lost(outcome, ""), results, last)
     if _cut(outcome) or not any(r.reply.code in (250, 251) for r in results):
         refused = {r.address: r.reply.as_tuple() for r in results if r.reply.code not in (250, 251)}
         return _with_result(SMTPRecipientsRefused(refused), results, last)
