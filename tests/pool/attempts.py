@@ -11,6 +11,7 @@ from smtpx._engine import Lost, Outcome
 from smtpx._outcomes import entry
 from smtpx._plan import Job
 from smtpx._protocol import Command, Reply
+from smtpx._results import SendResult
 
 Code = int | tuple[int, str]
 
@@ -46,7 +47,7 @@ def attempt(
     lost: Lost | None = None,
     error: BaseException | None = None,
     lmtp: bool = False,
-) -> object:
+) -> SendResult | Exception:
     """The entry for one transaction.  *rcpts* defaults to 250 for every recipient and
     may be shorter than *recipients* (the server closed before answering the rest)."""
     outcome = Outcome(job(recipients))

@@ -50,7 +50,9 @@ def test_a_clock_going_back_mints_nothing() -> None:
     assert bucket.take(5.0) == pytest.approx(6.0)  # the next token is at t=11
 
 
-@pytest.mark.parametrize(("rate", "burst"), [(0.0, 1), (-1.0, 1), (math.nan, 1), (math.inf, 1), (1.0, 0)])
+@pytest.mark.parametrize(
+    ("rate", "burst"), [(0.0, 1), (-1.0, 1), (math.nan, 1), (math.inf, 1), (1.0, 0)]
+)
 def test_bad_settings_are_refused(rate: float, burst: int) -> None:
     with pytest.raises(ValueError):
         TokenBucket(rate, burst)

@@ -70,7 +70,8 @@ def test_a_signal_resets_the_count_of_successes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("maximum", "initial", "hold"), [(0, None, 1.0), (4, 5, 1.0), (4, 0, 1.0), (4, None, -1.0), (4, None, math.nan)]
+    ("maximum", "initial", "hold"),
+    [(0, None, 1.0), (4, 5, 1.0), (4, 0, 1.0), (4, None, -1.0), (4, None, math.nan)],
 )
 def test_bad_settings_are_refused(maximum: int, initial: int | None, hold: float) -> None:
     with pytest.raises(ValueError):

@@ -42,10 +42,16 @@ NOW = 1000.0
 TOO_MANY = (452, "4.5.3 Error: too many recipients")
 
 
-def plan(outcome: object, recipients: list[str], *, history: History | None = None,
-         schedule: RetrySchedule | None = None, now: float = NOW) -> Decision:
+def plan(
+    outcome: BaseException | SendResult,
+    recipients: list[str],
+    *,
+    history: History | None = None,
+    schedule: RetrySchedule | None = None,
+    now: float = NOW,
+) -> Decision:
     return plan_next(
-        outcome,  # type: ignore[arg-type]
+        outcome,
         recipients,
         now,
         history or History(first=now),
@@ -194,7 +200,7 @@ def test_not_attempted_is_sent_again_whole_at_once_then_with_backoff() -> None:
 
 def test_not_attempted_after_421_to_mail_ignores_the_rcpt_replies() -> None:
     outcome = SMTPNotAttempted("closed")
-    outcome.result = SendResult(  # type: ignore[attr-defined]
+    outcome.result = SendResult(
         (RecipientResult(A, Reply(250, (b"ok",))),), Reply(421, (b"4.7.0 bye",))
     )
     d = plan(outcome, [A])
@@ -262,7 +268,9 @@ def test_outcome_unknown_with_too_many_sends_the_rest_at_once() -> None:
     ],
     ids=lambda x: type(x).__name__ if isinstance(x, BaseException) else str(x),
 )
-def test_errors_met_before_a_transaction(error: BaseException, state: State, throttled: bool) -> None:
+def test_errors_met_before_a_transaction(
+    error: BaseException, state: State, throttled: bool
+) -> None:
     d = plan(error, [A, B])
     assert [s.state for s in d.states] == [state, state]
     assert all(s.reason is error for s in d.states)
@@ -337,8 +345,10 @@ def test_lifetime_runs_out() -> None:
 def test_an_immediate_send_past_the_lifetime_expires() -> None:
     schedule = RetrySchedule(lifetime=100.0)
     d = plan(
-        attempt([A, B], [250, TOO_MANY]), [A, B],
-        history=History(first=NOW - 200), schedule=schedule,
+        attempt([A, B], [250, TOO_MANY]),
+        [A, B],
+        history=History(first=NOW - 200),
+        schedule=schedule,
     )
     assert finals(d) == {A: State.DELIVERED, B: State.EXPIRED}
 
@@ -348,25 +358,27 @@ def test_an_immediate_send_past_the_lifetime_expires() -> None:
 
 def test_recipient_objects_are_kept_in_the_sends() -> None:
     bob = Recipient(B, notify=["FAILURE"])
-    d = plan_next(attempt([A, B], [250, 450]), [A, bob], NOW, History(NOW), rand=lambda: 0.0)  # type: ignore[arg-type]
+    d = plan_next(attempt([A, B], [250, 450]), [A, bob], NOW, History(NOW), rand=lambda: 0.0)
     assert d.sends == (Send((bob,), NOW + 30.0, True),)
     assert d.finals[0].recipient == A
 
 
 def test_outcome_for_other_recipients_is_refused() -> None:
     with pytest.raises(ValueError, match="not the one sent"):
-        classify(attempt([A, B]), [A, C])  # type: ignore[arg-type]
+        classify(attempt([A, B]), [A, C])
     with pytest.raises(ValueError, match="more than"):
-        classify(attempt([A, B]), [A])  # type: ignore[arg-type]
+        classify(attempt([A, B]), [A])
 
 
 def test_a_single_address_is_refused() -> None:
     with pytest.raises(TypeError, match="sequence"):
-        classify(attempt([A]), A)  # type: ignore[arg-type]
+        classify(attempt([A]), A)
 
 
 def test_jitter_shortens_the_delay() -> None:
-    d = plan_next(attempt([A], [450], data=None, final=[]), [A], NOW, History(NOW), rand=lambda: 0.5)  # type: ignore[arg-type]
+    d = plan_next(
+        attempt([A], [450], data=None, final=[]), [A], NOW, History(NOW), rand=lambda: 0.5
+    )
     assert d.sends[0].at == NOW + 27.0
 
 
@@ -378,7 +390,7 @@ def test_duplicate_addresses_each_get_a_fate() -> None:
 
 # ------------------------------------------- accepted recipients never get a second copy
 
-OUTCOMES: dict[str, Callable[[], object]] = {
+OUTCOMES: dict[str, Callable[[], BaseException | SendResult]] = {
     "all delivered": lambda: attempt([A, B, C]),
     "mixed": lambda: attempt([A, B, C], [250, 450, 550]),
     "too many": lambda: attempt([A, B, C], [250, TOO_MANY, TOO_MANY]),
@@ -387,11 +399,11 @@ OUTCOMES: dict[str, Callable[[], object]] = {
     "final refused 5xx": lambda: attempt([A, B, C], final=[554]),
     "sender refused": lambda: attempt([A, B, C], [503] * 3, mail=451, data=503, final=[]),
     "421 midway": lambda: attempt([A, B, C], [250, 421], final=[]),
-    "not attempted": lambda: attempt([A, B, C], [], mail=None, data=None, final=[],
-                                     lost=Lost.NOT_ATTEMPTED),
+    "not attempted": lambda: attempt(
+        [A, B, C], [], mail=None, data=None, final=[], lost=Lost.NOT_ATTEMPTED
+    ),
     "unknown": lambda: attempt([A, B, C], [250, 450, 250], final=[], lost=Lost.UNKNOWN),
-    "unknown amid rcpt": lambda: attempt([A, B, C], [250], data=None, final=[],
-                                         lost=Lost.UNKNOWN),
+    "unknown amid rcpt": lambda: attempt([A, B, C], [250], data=None, final=[], lost=Lost.UNKNOWN),
     "unknown lmtp": lambda: attempt([A, B, C], final=[250], lost=Lost.UNKNOWN, lmtp=True),
     "refused connection": lambda: ConnectionRefusedError(111, "refused"),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -73,7 +74,7 @@ def test_delays_grow_and_are_capped(
     s = RetrySchedule(first=first, factor=factor, cap=first * ratio, jitter=jitter)
     delays = [s.base_delay(n) for n in range(1, 80)]
     assert delays[0] == pytest.approx(first)
-    assert all(a <= b for a, b in zip(delays, delays[1:], strict=False))
+    assert all(a <= b for a, b in itertools.pairwise(delays))
     assert all(d <= s.cap for d in delays)
     for n, base in enumerate(delays[:10], start=1):
         assert (1 - jitter) * base - 1e-9 <= s.delay(n, rand) <= base

@@ -167,7 +167,12 @@ def test_checkin_of_a_connection_not_out_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "settings",
-    [{"max_connections": 0}, {"max_messages": 0}, {"max_age": -1.0}, {"idle_timeout": float("nan")}],
+    [
+        {"max_connections": 0},
+        {"max_messages": 0},
+        {"max_age": -1.0},
+        {"idle_timeout": float("nan")},
+    ],
 )
 def test_bad_limits_are_refused(settings: dict[str, float]) -> None:
     with pytest.raises(ValueError):
