@@ -556,6 +556,30 @@ def test_connection_lost_after_content_is_outcome_unknown(driver: str, method: s
     assert [(r.address, r.status) for r in result.recipients] == [(A, "accepted")]
 
 
+@pytest.mark.parametrize("answered", [0, 1, 2])
+def test_connection_lost_amid_the_rcpt_replies_after_bdat_is_outcome_unknown(
+    driver: str, answered: int
+) -> None:
+    """The content went with the envelope (BDAT LAST): the server may have taken it
+    even though the client read only some of the RCPT replies.  Not "refused": a pool
+    would send it again and deliver it twice."""
+
+    def handler(peer: Peer) -> None:
+        greet(peer, b"PIPELINING", b"CHUNKING")
+        peer.expect(b"mail from:")
+        peer.expect(b"rcpt to:")
+        peer.expect(b"rcpt to:")
+        read_bdat(peer)
+        peer.send(b"".join([b"250 ok\r\n", b"250 ok\r\n"][:answered]))  # then drops
+
+    with pytest.raises(smtpx.SMTPOutcomeUnknown) as caught:
+        deliver(driver, handler, MESSAGE, SENDER, [A, B], chunking=True)
+    result = getattr(caught.value, "result", None)
+    if answered == 2:  # MAIL and A answered: B's reply is missing
+        assert isinstance(result, smtpx.SendResult)
+        assert [(r.address, r.status) for r in result.recipients] == [(A, "accepted")]
+
+
 def test_connection_lost_before_354_is_not_outcome_unknown(driver: str) -> None:
     def handler(peer: Peer) -> None:
         greet(peer, b"PIPELINING")

@@ -141,7 +141,7 @@ class History:
 
     first: float  # when the message was first tried: the lifetime counts from here
     retries: int = 0  # backoff retries planned so far
-    lost: int = 0  # attempts in a row that the server took nothing of
+    lost: int = 0  # attempts in a row that left a recipient not attempted
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +183,8 @@ def is_too_many(reply: Reply) -> bool:
     """A RCPT reply saying the server's recipient limit is reached (RFC 5321 section
     4.5.3.1.10): ``452``, or ``552`` which RFC 821 listed wrongly and which clients
     "SHOULD treat as temporary", identified by the enhanced status ``X.5.3`` (RFC 3463:
-    too many recipients) or the words "too many recipients" (Exim sends no status).
+    too many recipients) or the words "too many recipients" (for servers that send
+    no enhanced status).
 
     A ``452 4.2.2 mailbox full`` is an ordinary deferral of that recipient.
 
