@@ -1,4 +1,5 @@
-"""Session fixtures: one real Postfix and one real Dovecot LMTP per test session.
+"""Session fixtures: the real servers (Postfix, Dovecot LMTP, Postfix submission with
+Dovecot SASL) and an embedded SASL server, each started once per test session.
 
 Each server starts on first use, runs from its own temp dir on loopback ports
 and is stopped (and reaped) at the end of the session. Missing server software
@@ -19,9 +20,16 @@ import pytest
 
 import smtpx
 
-from .servers import BaseServer, DovecotLMTPServer, PostfixServer, ServerUnavailable
+from .servers import (
+    BaseServer,
+    DovecotLMTPServer,
+    EmbeddedSaslServer,
+    PostfixServer,
+    ServerUnavailable,
+    SubmissionServer,
+)
 
-ServerT = TypeVar("ServerT", bound=BaseServer)
+ServerT = TypeVar("ServerT", bound=BaseServer | EmbeddedSaslServer)
 
 
 def _in_ci() -> bool:
@@ -61,6 +69,29 @@ def dovecot() -> Iterator[DovecotLMTPServer]:
     """A running Dovecot LMTP: ``.host``, ``.port``, ``.socket_path``,
     ``.client_context()``, ``.mailbox(address)``; see ``servers/dovecot.py``."""
     yield from _serve(DovecotLMTPServer.start, "Dovecot LMTP")
+
+
+@pytest.fixture(scope="session")
+def submission() -> Iterator[SubmissionServer]:
+    """Postfix submission with Dovecot SASL and an OAuth2 introspection endpoint.
+
+    ``.host``; ports ``.port`` (STARTTLS required, AUTH only after it),
+    ``.smtps_port``, ``.optional_tls_port`` (AUTH offered before STARTTLS too),
+    ``.plaintext_auth_port`` (AUTH, no STARTTLS), ``.no_tls_port`` (neither);
+    ``.users`` (user -> password, one non-ASCII password, one UTF-8 name),
+    ``.mechanisms``, ``.oauth_user``, ``.oauth_token``, ``.introspection.calls``,
+    ``.client_context()``, ``.mailbox(address)``; see ``servers/submission.py``.
+    """
+    yield from _serve(SubmissionServer.start, "Postfix with Dovecot SASL")
+
+
+@pytest.fixture(scope="session")
+def embedded_sasl() -> Iterator[EmbeddedSaslServer]:
+    """aiosmtpd with SCRAM-SHA-1/256(-PLUS) and EXTERNAL: ``.host``, ``.port``
+    (STARTTLS), ``.smtps_port``, ``.users``, ``.cert_user``, ``.mechanisms``,
+    ``.channel_bindings``, ``.client_context(certificate=...)``,
+    ``.attempts_snapshot()``; see ``servers/embedded_sasl.py``."""
+    yield from _serve(EmbeddedSaslServer.start, "the embedded SASL server")
 
 
 @pytest.fixture(params=["tcp", "unix"])

@@ -50,14 +50,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from ._common import ServerUnavailable, TLSFiles, make_tls, make_workdir
+# aiosmtpd and trustme (which brings cryptography) are in the test extra.
+from aiosmtpd.smtp import SMTP, AuthResult, auth_mechanism
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-try:
-    from aiosmtpd.smtp import SMTP, AuthResult, auth_mechanism
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-except ImportError as exc:  # pragma: no cover - both come with smtpx[test]
-    raise ServerUnavailable(f"{exc.name} is not installed (pip install -e '.[test]')") from exc
+from ._common import TLSFiles, make_tls, make_workdir
 
 __all__ = ["AuthAttempt", "EmbeddedSaslServer"]
 
@@ -180,7 +178,7 @@ class _Session(SMTP):
             if first is None:
                 return AuthResult(success=False, handled=True)
             text = first.decode("utf-8")
-            flag, authzid, bare = (text.split(",", 2) + ["", ""])[:3]
+            flag, authzid, bare = [*text.split(",", 2), "", ""][:3]
             gs2_header = f"{flag},{authzid},"
             if flag.startswith("p="):
                 cb_name = flag[2:]
@@ -257,7 +255,9 @@ class _Session(SMTP):
         except (_Refusal, UnicodeDecodeError) as exc:
             reason = str(exc) if isinstance(exc, _Refusal) else "invalid-encoding"
             self._record(AuthAttempt(mechanism, user, cb_name, False, reason))
-            return AuthResult(success=False, handled=False, message=f"535 5.7.8 SCRAM failed: {reason}")
+            return AuthResult(
+                success=False, handled=False, message=f"535 5.7.8 SCRAM failed: {reason}"
+            )
         self._record(AuthAttempt(mechanism, user, cb_name, True))
         return AuthResult(success=True, auth_data=user)
 
@@ -311,7 +311,9 @@ class _Session(SMTP):
             self._record(AuthAttempt("EXTERNAL", identity, None, True))
             return AuthResult(success=True, auth_data=identity)
         self._record(AuthAttempt("EXTERNAL", authzid or None, None, False, reason))
-        return AuthResult(success=False, handled=False, message=f"535 5.7.8 EXTERNAL failed: {reason}")
+        return AuthResult(
+            success=False, handled=False, message=f"535 5.7.8 EXTERNAL failed: {reason}"
+        )
 
 
 def _cert_identity(cert: Mapping[str, Any]) -> str | None:

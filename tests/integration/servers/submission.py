@@ -143,6 +143,16 @@ userdb {{
   args = uid={DELIVERY_USER} gid=nogroup home=/nonexistent
 }}
 
+# Dovecot delays every login from an address with recent failures by up to
+# 15 s (its "auth penalty", kept by anvil); the refusal tests fail on purpose,
+# all from 127.0.0.1. Mode 0 leaves that anvil socket out, and without it the
+# auth process keeps no penalty (measured: 52 tests in 10 s instead of 74 s).
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+
 service auth {{
   unix_listener {workdir / "auth-postfix"} {{
     mode = 0666
