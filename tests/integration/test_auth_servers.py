@@ -338,6 +338,7 @@ def test_scram_plus_tls_unique_under_tls12(embedded_sasl: EmbeddedSaslServer) ->
             b"unsupported-channel-binding-type",
             id="tls-exporter",
         ),
+        pytest.param(Scram(ALICE, "s3cret-Alice"), b"needs the p= flag", id="plus-without-binding"),
     ],
 )
 def test_scram_plus_refusals(embedded_client: smtpx.SMTP, exchange: Scram, reason: bytes) -> None:
@@ -347,12 +348,16 @@ def test_scram_plus_refusals(embedded_client: smtpx.SMTP, exchange: Scram, reaso
     assert reason in refused.value.smtp_error
 
 
-def test_scram_downgrade_flag_is_refused(embedded_client: smtpx.SMTP) -> None:
+def test_scram_downgrade_flag_is_refused(
+    embedded_client: smtpx.SMTP, embedded_sasl: EmbeddedSaslServer
+) -> None:
     # RFC 5802 section 6: "y" (client could bind, thinks the server cannot)
     # sent to a server that offers -PLUS means someone stripped -PLUS from EHLO.
     with pytest.raises(smtpx.SMTPAuthenticationError) as refused:
         embedded_client.auth("SCRAM-SHA-256", Scram(ALICE, "s3cret-Alice", flag="y"))
     assert b"server-does-support-channel-binding" in refused.value.smtp_error
+    last = embedded_sasl.attempts_snapshot()[-1]
+    assert (last.mechanism, last.user, last.success) == ("SCRAM-SHA-256", ALICE, False)
 
 
 def test_embedded_scram_wrong_password_is_refused(embedded_client: smtpx.SMTP) -> None:

@@ -180,6 +180,17 @@ class _Session(SMTP):
             text = first.decode("utf-8")
             flag, authzid, bare = [*text.split(",", 2), "", ""][:3]
             gs2_header = f"{flag},{authzid},"
+            if authzid and not authzid.startswith("a="):
+                raise _Refusal("invalid-encoding")
+            attributes = _attributes(bare)
+            if [key for key, _ in attributes[:2]] != ["n", "r"]:
+                raise _Refusal("invalid-encoding")
+            if any(key == "m" for key, _ in attributes):
+                raise _Refusal("extensions-not-supported")
+            user = _saslname(attributes[0][1])
+            client_nonce = attributes[1][1]
+            if authzid and _saslname(authzid[2:]) != user:
+                raise _Refusal("other-error")  # no proxy authorization here
             if flag.startswith("p="):
                 cb_name = flag[2:]
                 if not plus:
@@ -195,17 +206,6 @@ class _Session(SMTP):
                 cb_data = b""
             else:
                 raise _Refusal("invalid-encoding")
-            if authzid and not authzid.startswith("a="):
-                raise _Refusal("invalid-encoding")
-            attributes = _attributes(bare)
-            if [key for key, _ in attributes[:2]] != ["n", "r"]:
-                raise _Refusal("invalid-encoding")
-            if any(key == "m" for key, _ in attributes):
-                raise _Refusal("extensions-not-supported")
-            user = _saslname(attributes[0][1])
-            client_nonce = attributes[1][1]
-            if authzid and _saslname(authzid[2:]) != user:
-                raise _Refusal("invalid-username-encoding")  # no proxy authorization here
             password = self.owner.users.get(user)
             if password is None:
                 raise _Refusal("unknown-user")
