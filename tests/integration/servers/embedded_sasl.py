@@ -369,6 +369,13 @@ class EmbeddedSaslServer:
         self._context.load_verify_locations(cafile=str(tls.ca_file))
         self._context.verify_mode = ssl.CERT_OPTIONAL
 
+    @staticmethod
+    def check_installed() -> str:
+        """Where aiosmtpd lives (imported above: a test dependency, always there)."""
+        import aiosmtpd
+
+        return str(Path(aiosmtpd.__file__).parent)
+
     @classmethod
     def start(cls) -> Self:
         workdir = make_workdir(cls.name)
