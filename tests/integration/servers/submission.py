@@ -41,7 +41,7 @@ What this Dovecot cannot do, checked against the installed 2.3.19:
 - **EXTERNAL**: Dovecot has the mechanism, but it needs the client
   certificate's user name (``cert_username``) from the login process; Postfix
   sends no certificate facts to the auth service, so EXTERNAL is never offered
-  here. Both are served by the embedded server in ``channel_binding.py``.
+  here. Both are served by the embedded server in ``embedded_sasl.py``.
 
 Run ``python -m tests.integration.servers submission`` to start one by hand.
 """
