@@ -3,17 +3,21 @@
 from ._common import BaseServer, ServerStartError, ServerUnavailable
 from ._maildir import Mailbox, expected_delivery, make_message, new_token, strip_trace_fields, to_lf
 from .dovecot import DovecotLMTPServer
+from .embedded_sasl import EmbeddedSaslServer
 from .haraka import HarakaServer
 from .postfix import PostfixServer
+from .submission import SubmissionServer
 
 __all__ = [
     "BaseServer",
     "DovecotLMTPServer",
+    "EmbeddedSaslServer",
     "HarakaServer",
     "Mailbox",
     "PostfixServer",
     "ServerStartError",
     "ServerUnavailable",
+    "SubmissionServer",
     "expected_delivery",
     "make_message",
     "new_token",
