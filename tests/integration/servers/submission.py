@@ -73,6 +73,7 @@ from .postfix import (
     DOMAIN,
     FATAL_LOG_MARKERS,
     MASTER_CF,
+    REFUSE_MARKER,
     START_ATTEMPTS,
     PostfixServer,
     _main_cf,
@@ -275,6 +276,11 @@ class SubmissionServer(BaseServer):
             encoding="utf-8",
         )
         (conf / "recipient_access").write_text("")
+        # _main_cf names a header_checks table; without it cleanup fails every message
+        # ("451 4.3.0 queue file write error").
+        (conf / "header_checks").write_text(
+            f"/^Subject:.*{REFUSE_MARKER}/ REJECT 5.7.1 message refused\n"
+        )
         lines = []
         for user, password in USERS.items():
             # passwd-file fields are split at ':'; SASLprep must be a no-op (see USERS).
