@@ -124,7 +124,7 @@ def xoauth2_client(smtp: Any) -> Any:
     yield smtp.ehlo()
     try:
         yield smtp.auth("XOAUTH2", _xoauth2)
-    except Exception as exc:  # noqa: BLE001 - the scenario shows the refusal
+    except Exception as exc:
         yield repr(exc)
     yield smtp.auth("XOAUTH2", _xoauth2_late, initial_response_ok=False)
     yield smtp.quit()
@@ -204,7 +204,7 @@ def lmtp_server(peer: Peer) -> None:
 def lmtp_client(smtp: Any) -> Any:
     try:
         yield smtp.sendmail("a@example.test", ["b@example.test", "c@example.test"], MESSAGE)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         yield repr(exc)
     yield smtp.quit()
 

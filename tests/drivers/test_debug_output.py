@@ -98,7 +98,7 @@ def _run_async(
             try:
                 value = await awaitable
                 results.append(value)
-            except Exception as exc:  # noqa: BLE001 - handed to the script
+            except Exception as exc:
                 error = exc
 
     return asyncio.run(main())
@@ -114,10 +114,9 @@ def _transcript(
     **kwargs: Any,
 ) -> str:
     stderr = io.StringIO()
-    with scripted_server(server, wrap=wrap) as (port, _):
-        with contextlib.redirect_stderr(stderr):
-            run = _run_sync if front == "sync" else _run_async
-            run(cls, port, script, level, **kwargs)
+    with scripted_server(server, wrap=wrap) as (port, _), contextlib.redirect_stderr(stderr):
+        run = _run_sync if front == "sync" else _run_async
+        run(cls, port, script, level, **kwargs)
     return normalize(stderr.getvalue(), port)
 
 
