@@ -43,9 +43,25 @@ from ._exceptions import (
     SMTPStateError,
     SMTPTimeoutError,
 )
+from ._log import LogObserver, Transcript
 from ._protocol import MAX_CHALLENGES as _MAXCHALLENGE  # noqa: F401 (smtplib's name)
 from ._protocol import MAX_LINE as _MAXLINE  # noqa: F401 (CPython's tests read it)
-from ._protocol import EnhancedStatus, Reply
+from ._protocol import (
+    CommandSent,
+    Connected,
+    Connecting,
+    ConnectionClosed,
+    ConnectionFailed,
+    ContentSent,
+    EnhancedStatus,
+    Observer,
+    RawSent,
+    Reply,
+    ReplyReceived,
+    SessionEvent,
+    TLSInfo,
+    TLSStarted,
+)
 from ._results import Recipient, RecipientResult, SendResult
 from ._sync import LMTP, SMTP, SMTP_SSL
 from ._timeouts import Timeouts
@@ -68,11 +84,21 @@ __all__ = [
     "AsyncLMTP",
     "AsyncSMTP",
     "AsyncSMTP_SSL",
+    "CommandSent",
+    "Connected",
+    "Connecting",
+    "ConnectionClosed",
+    "ConnectionFailed",
+    "ContentSent",
     "EnhancedStatus",
     "InsecureWarning",
+    "LogObserver",
+    "Observer",
+    "RawSent",
     "Recipient",
     "RecipientResult",
     "Reply",
+    "ReplyReceived",
     "SMTPAuthenticationError",
     "SMTPConnectError",
     "SMTPDataError",
@@ -90,7 +116,11 @@ __all__ = [
     "SMTPStateError",
     "SMTPTimeoutError",
     "SendResult",
+    "SessionEvent",
+    "TLSInfo",
+    "TLSStarted",
     "Timeouts",
+    "Transcript",
     "bCRLF",
     "encode_base64",
     "quoteaddr",

@@ -55,7 +55,7 @@ def send(client: Client, s: str | bytes) -> Flow[None]:
     conn = client._conn
     if s is client._announced:
         client._announced = None
-    elif conn is not None and conn.observer is not None and client.sock:
+    elif conn is not None and client.sock:
         conn.sent_raw(s)
     if not client.sock:
         raise SMTPServerDisconnected("please run connect() first")

@@ -64,6 +64,7 @@ from ._events import (
     TLSStarted,
     redact_command,
     redact_raw,
+    starts_auth,
 )
 from ._extensions import Extensions
 from ._reply import Reply, ReplyParser
@@ -187,6 +188,7 @@ class ClientConnection:
         self._content = content
         self._clock = clock
         self._started = self._last_sent = clock()
+        self._raw_auth = False  # the last raw write held an AUTH command
 
     # ----------------------------------------------------------------- events
 
@@ -227,7 +229,13 @@ class ClientConnection:
 
     def sent_raw(self, data: str | bytes) -> None:
         """The caller wrote *data* itself (smtplib's ``send``): report it, redacted like a
-        command (``_events.redact_raw``); content only to an observer that asked for it."""
+        command (``_events.redact_raw``); content only to an observer that asked for it.
+
+        An AUTH command written raw is noted, so that a 334 to it opens the exchange
+        (``expect_reply``) and the responses that follow are known for secrets too.
+        """
+        if self.state is not State.MESSAGE:
+            self._raw_auth = starts_auth(data)
         if self._observer is None:
             return
         shown, redacted = redact_raw(data, self.state is State.SASL)
@@ -372,7 +380,11 @@ class ClientConnection:
             self._encoder = None
             self._expect_final_replies()  # the raw content ended with its terminator
         elif not self._pending:
-            self._pending.append(_UNKNOWN)
+            if self.state is State.SASL:
+                self._pending.append(_SASL_RESPONSE)
+            else:
+                self._pending.append("AUTH" if self._raw_auth else _UNKNOWN)
+        self._raw_auth = False
 
     def _expect_final_replies(self) -> None:
         # RFC 2033 section 4.2: after the content an LMTP server sends one reply for each

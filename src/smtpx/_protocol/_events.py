@@ -26,6 +26,7 @@ Message content is reported by size; its bytes only to an observer that asks for
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,7 @@ __all__ = [
     "TLSStarted",
     "redact_command",
     "redact_raw",
+    "starts_auth",
 ]
 
 #: What replaces a secret in every event.
@@ -183,6 +185,21 @@ def redact_command(verb: str, keyword: str, argument: str, in_sasl: bool) -> tup
         if len(parts) == 2:  # the mechanism, then an initial response
             return f"{verb} {parts[0]} {REDACTED}", True
     return (f"{verb} {argument}" if argument else verb), False
+
+
+# An AUTH command at the start of any line (RFC 4954 section 4).
+_AUTH_LINE = re.compile(r"(?im)^auth\s")
+# Raw writes longer than this are content, not commands (RFC 4954 section 4 lets a SASL
+# line be up to 12,288 octets).
+_COMMAND_SIZED = 16 * 1024
+
+
+def starts_auth(data: str | bytes) -> bool:
+    """Does a raw write hold an AUTH command?"""
+    if len(data) > _COMMAND_SIZED:
+        return False
+    text = data if isinstance(data, str) else data.decode("latin-1")
+    return _AUTH_LINE.search(text) is not None
 
 
 def redact_raw(data: str | bytes, in_sasl: bool) -> tuple[str | bytes, bool]:
