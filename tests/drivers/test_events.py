@@ -107,7 +107,8 @@ def test_transcript_of_a_session(front: str) -> None:
     lines = transcript.lines()
     assert ">> STARTTLS" in lines
     assert any(line.startswith(">> AUTH PLAIN ********") for line in lines)
-    assert ">> [content: 43 bytes via DATA, end of message]" in lines
+    size = len(BODY) + len(".\r\n")
+    assert f">> [content: {size} bytes via DATA, end of message]" in lines
     assert any(line.startswith("<< 250") for line in lines)
     text = "\n".join(lines + [repr(e) for e in events])
     assert "the private body" not in text
