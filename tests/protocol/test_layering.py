@@ -31,6 +31,7 @@ LAYERS = {
     "_results": 1,
     "_steps": 1,
     "_wire": 1,
+    "_log": 1,
     "_plan": 1,
     "_engine": 1,
     "_outcomes": 1,
@@ -50,7 +51,7 @@ LAYERS = {
 
 #: Modules that mean sockets, TLS or an event loop: only the drivers (L2) may use them.
 IO_MODULES = frozenset({"socket", "ssl", "asyncio", "selectors"})
-NO_IO_PARTS = frozenset({"_protocol", "auth"})
+NO_IO_PARTS = frozenset({"_protocol", "auth", "_log"})
 
 
 @dataclass(frozen=True, slots=True)
