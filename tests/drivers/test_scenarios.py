@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -273,8 +274,12 @@ def _handler(scenario: Scenario, content: list[bytes]):  # type: ignore[no-untyp
             if reply:
                 peer.send(reply)
             if reply.startswith(b"421"):
-                return
-        peer.readline()  # until the client closes
+                break  # the server closes the channel: the client must send nothing more
+        # Nothing more than the script: the runners close without QUIT, so the next thing
+        # the server reads is the end of the connection.  A QUIT, RSET or NOOP the script
+        # does not list fails here (as a missing line fails above).
+        extra = peer.readline()
+        assert extra == b"", f"the client sent {extra!r} after the script ended"
 
     return handler
 
@@ -325,17 +330,50 @@ async def _run_async(scenario: Scenario, port: int) -> list[Any]:
     return results
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-@pytest.mark.parametrize("driver", ["sync", "asyncio"])
-def test_scenario(scenario: Scenario, driver: str) -> None:
+def _play(scenario: Scenario, driver: str) -> tuple[list[Any], list[bytes]]:
+    """Run *scenario*'s calls on *driver* against its script.  Raises the script's
+    AssertionError if the client sent a line it does not list, or left one out."""
     content: list[bytes] = []
     with scripted_server(_handler(scenario, content)) as (port, peers):
         if driver == "sync":
             results = _run_sync(scenario, port)
         else:
             results = asyncio.run(_run_async(scenario, port))
+    assert peers, "the client never connected"
+    return results, content
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+@pytest.mark.parametrize("driver", ["sync", "asyncio"])
+def test_scenario(scenario: Scenario, driver: str) -> None:
+    # Every line the script expects was sent, nothing more, nothing less (checked by the
+    # script as the server reads).
+    results, content = _play(scenario, driver)
     assert results == scenario.outcomes
     if scenario.content:
         assert content == scenario.content
-    # Every line the script expected was sent: nothing more, nothing less, before QUIT.
-    assert peers, "the client never connected"
+
+
+def _by_name(name: str) -> Scenario:
+    return next(scenario for scenario in SCENARIOS if scenario.name == name)
+
+
+@pytest.mark.parametrize("extra", ["noop", "rset", "quit"])
+@pytest.mark.parametrize("driver", ["sync", "asyncio"])
+def test_the_script_refuses_an_extra_command(driver: str, extra: str) -> None:
+    """The table can fail: a client that sends one command more than the script (here
+    an extra call at the end) is caught by the server's side, whatever the command."""
+    base = _by_name("sendmail")
+    scenario = dataclasses.replace(
+        base, calls=[*base.calls, (extra, (), {})], outcomes=[*base.outcomes, None]
+    )
+    with pytest.raises(AssertionError, match="after the script ended"):
+        _play(scenario, driver)
+
+
+@pytest.mark.parametrize("driver", ["sync", "asyncio"])
+def test_the_script_refuses_a_missing_command(driver: str) -> None:
+    base = _by_name("simple commands")  # its script ends with QUIT
+    scenario = dataclasses.replace(base, calls=base.calls[:-1], outcomes=base.outcomes[:-1])
+    with pytest.raises(AssertionError, match="quit"):
+        _play(scenario, driver)
