@@ -142,9 +142,9 @@ check "mypy --strict src" "$lint/mypy" --strict src
 # Coverage: each Python's run is recorded under coverage (settings in pyproject.toml:
 # branches on, one data file per run), then the runs are combined, so a line that only
 # one version executes counts.  The floors sit just below what the whole suite measured
-# (91.4% of lines, 82.4% of branches): raise them when tests are added, never lower them
+# (91.8% of lines, 82.8% of branches): raise them when tests are added, never lower them
 # to pass.  A run given pytest arguments (-k ...) is partial: coverage shown, no floor.
-LINE_FLOOR=91 BRANCH_FLOOR=82
+LINE_FLOOR=91.5 BRANCH_FLOOR=82.5
 rm -f .coverage .coverage.*
 coverage_report() {
     local python=".venv-$LINT_VERSION/bin/python" json
