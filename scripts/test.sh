@@ -3,13 +3,15 @@
 #
 #   scripts/test.sh [PYTEST ARGS...]
 #
-# 1. installs Postfix and Dovecot LMTP (apt) if they are missing; the tests
-#    start their own private instances on loopback, never the system ones;
-# 2. creates .venv-3.11 and .venv-3.13 from pyenv's Pythons and installs
-#    smtpx with its [dev] extra into each;
+# 1. installs Postfix, Dovecot (LMTP and SASL) and Node.js (apt) if they are
+#    missing, and Haraka (npm, pinned) into tests/integration/servers/haraka-node;
+#    the tests start their own private instances on loopback, never system ones;
+# 2. creates .venv-3.11 and .venv-3.13 (and .venv-3.12 for the compatibility
+#    suite) from pyenv's Pythons and installs smtpx with its [dev] extra;
 # 3. runs ruff check, ruff format --check, mypy --strict (once, on 3.11) and
 #    the whole pytest suite with -bb and -W error on each Python version, under
-#    coverage: lines and branches of both runs combined must stay above floors.
+#    coverage: lines and branches of both runs combined must stay above floors;
+#    then tests/compat on 3.12.
 #
 # Every check runs even if an earlier one failed; the exit status is non-zero
 # if any failed. Extra arguments go to pytest (e.g. `-k postfix -x`).
@@ -150,6 +152,13 @@ make_venv() {
 for version in "${PYTHON_VERSIONS[@]}"; do
     make_venv "$version"
 done
+# smtplib's namespace differs between Python versions (tests/compat derives what it checks
+# from the running interpreter): the compatibility suite also runs on 3.12, in between.
+COMPAT_ONLY_VERSIONS=()
+if [[ " ${PYTHON_VERSIONS[*]} " != *" 3.12 "* ]] && (($# == 0)); then
+    COMPAT_ONLY_VERSIONS=(3.12)
+    make_venv 3.12
+fi
 
 # --- 3. checks ---------------------------------------------------------------
 
@@ -196,6 +205,9 @@ PY
 for version in "${PYTHON_VERSIONS[@]}"; do
     # pytest exits 5 when it collected no tests: non-zero, so a failure here too.
     check "pytest on Python $version" ".venv-$version/bin/python" -bb -m coverage run -m pytest -W error "$@"
+done
+for version in "${COMPAT_ONLY_VERSIONS[@]}"; do
+    check "tests/compat on Python $version" ".venv-$version/bin/python" -bb -m pytest -W error -q tests/compat
 done
 if (($#)); then
     check "coverage" coverage_report
