@@ -143,6 +143,7 @@ class SMTP(ClientBase):
         except OSError as exc:
             self._report_connect_failed(host, port, exc)
             raise
+        _no_delay(self.sock)
         self._report_socket()
         return self._greeting()
 
@@ -507,3 +508,24 @@ def _recv_before(sock: Any, deadline: float) -> bytes:
         return sock.recv(RECV_SIZE)  # type: ignore[no-any-return]
     finally:
         sock.settimeout(previous)
+
+
+def _no_delay(sock: Any) -> None:
+    """Send each write at once (TCP_NODELAY), as asyncio does for its sockets.
+
+    The engine writes whole pipelined groups, so there is nothing for Nagle's algorithm to
+    coalesce; what it would do is hold a second small write until the server ACKs the
+    first, which the server does with its next reply, a round trip later (measured with
+    bench/rtt.py: a batch with CHUNKING at 0.46 round trips per message instead of 0.3).
+    A socket that is not TCP (a unix socket, a test's mock) is left as it is.
+    """
+    setsockopt = getattr(sock, "setsockopt", None)
+    if setsockopt is None or getattr(sock, "family", None) not in (
+        socket.AF_INET,
+        socket.AF_INET6,
+    ):
+        return
+    try:
+        setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass  # the connection may already be gone: the greeting's read will say so
