@@ -58,9 +58,25 @@ from ._exceptions import (
     SMTPStateError,
     SMTPTimeoutError,
 )
+from ._log import LogObserver, Transcript
 from ._protocol import MAX_CHALLENGES as _MAXCHALLENGE  # noqa: F401 (smtplib's name)
 from ._protocol import MAX_LINE as _MAXLINE  # noqa: F401 (CPython's tests read it)
-from ._protocol import EnhancedStatus, Reply
+from ._protocol import (
+    CommandSent,
+    Connected,
+    Connecting,
+    ConnectionClosed,
+    ConnectionFailed,
+    ContentSent,
+    EnhancedStatus,
+    Observer,
+    RawSent,
+    Reply,
+    ReplyReceived,
+    SessionEvent,
+    TLSInfo,
+    TLSStarted,
+)
 from ._results import Recipient, RecipientResult, SendResult
 from ._stdlib_names import SmtplibModule as _SmtplibModule
 from ._stdlib_names import have_ssl as _have_ssl  # noqa: F401 (smtplib's name)
@@ -86,11 +102,21 @@ __all__ = [
     "AsyncLMTP",
     "AsyncSMTP",
     "AsyncSMTP_SSL",
+    "CommandSent",
+    "Connected",
+    "Connecting",
+    "ConnectionClosed",
+    "ConnectionFailed",
+    "ContentSent",
     "EnhancedStatus",
     "InsecureWarning",
+    "LogObserver",
+    "Observer",
+    "RawSent",
     "Recipient",
     "RecipientResult",
     "Reply",
+    "ReplyReceived",
     "SMTPAuthenticationError",
     "SMTPConnectError",
     "SMTPDataError",
@@ -111,7 +137,11 @@ __all__ = [
     "SMTPStateError",
     "SMTPTimeoutError",
     "SendResult",
+    "SessionEvent",
+    "TLSInfo",
+    "TLSStarted",
     "Timeouts",
+    "Transcript",
     "aconnect",
     "asend",
     "bCRLF",

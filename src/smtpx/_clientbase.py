@@ -4,6 +4,10 @@ every method that does no I/O (they are plain functions in both classes).
 Each driver adds only its I/O: connecting, the ``Write``/``Read``/``StartTLS``/``Close``
 steps, and the loop that runs a flow (``_steps``).  Every public method is one line that
 runs a flow from ``_flows``, ``_wire`` or the engine.
+
+Observers (``add_observer``, and ``set_debuglevel``'s smtplib lines) are handed to each
+session's core, which reports to them; the drivers add the connection's facts here
+(``_report_connecting``, ``_report_connected``, ``tls_info``).
 """
 
 from __future__ import annotations
@@ -12,12 +16,26 @@ import datetime
 import ssl
 import sys
 import warnings
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ._exceptions import SMTPException, SMTPServerDisconnected, from_protocol_error
-from ._protocol import ClientConnection, Extensions, ProtocolError, RemoteProtocolError, Reply
+from ._log import SmtplibDebug, fan_out
+from ._protocol import (
+    ClientConnection,
+    Connected,
+    Connecting,
+    ConnectionFailed,
+    Extensions,
+    Observer,
+    ProtocolError,
+    RemoteProtocolError,
+    Reply,
+    SessionEvent,
+    TLSInfo,
+)
 from ._timeouts import Timeouts
-from ._wire import CRLF, Response, show_reply
+from ._wire import CRLF, Response
 from .auth import cram_md5_response, plain_response
 
 __all__ = [
@@ -30,7 +48,9 @@ __all__ = [
     "Response",
     "default_local_hostname",
     "legacy_context",
+    "peer_facts",
     "split_address",
+    "tls_info",
 ]
 
 SMTP_PORT = 25
@@ -45,10 +65,30 @@ RECV_SIZE = 8192
 _EMPTY = Extensions()
 
 
+class _DebugLevel:
+    """``debuglevel``: reads as 0 on the class (as smtplib's class attribute); setting it
+    on a client, as smtplib's users do, starts or stops its debug observer at once."""
+
+    def __get__(self, client: ClientBase | None, owner: type | None = None) -> int:
+        return 0 if client is None else client._debuglevel
+
+    def __set__(self, client: ClientBase, value: int) -> None:
+        client._debuglevel = value
+        client._refresh_observers()
+
+
 class ClientBase:
     """State and no-I/O methods of ``SMTP`` and ``AsyncSMTP`` (smtplib's attributes)."""
 
-    debuglevel = 0
+    #: smtplib's attribute: above 0, each session is printed to stderr.
+    debuglevel = _DebugLevel()
+    _debuglevel = 0
+    _observers: tuple[tuple[Observer, bool], ...] = ()
+    _dispatch: Observer | None = None  # what the core calls: None while nobody observes
+    _wants_content = False
+    _debug_observer: SmtplibDebug | None = None
+    _implicit_tls = False  # SMTPS: reported when connecting
+    _announced: object = None  # see _wire.send_step
 
     file: Any = None
     helo_resp: bytes | None = None
@@ -77,7 +117,6 @@ class ClientBase:
         self._auth_challenge_count = 0
         self._conn: ClientConnection | None = None
         self._data_replies: list[Response] = []
-        self._redacted: str | None = None
         # Cleared on a connection that refused a command pipelined after the end of a
         # message's content (Haraka's 503): see _engine.
         self._pipeline_after_content = True
@@ -97,7 +136,10 @@ class ClientBase:
         """A new connection starts from nothing: smtplib keeps the old EHLO reply across
         close() and connect(), and then skips EHLO on the new server."""
         self._host = host  # TLS verifies the host actually connected to
-        self._conn = ClientConnection(lmtp=self._lmtp)
+        self._refresh_observers()  # a subclass may set debuglevel as a class attribute
+        self._conn = ClientConnection(
+            lmtp=self._lmtp, observer=self._dispatch, content=self._wants_content
+        )
         self.helo_resp = self.ehlo_resp = None
         self.esmtp_features = {}
         self.does_esmtp = False
@@ -112,6 +154,67 @@ class ClientBase:
         AUTH credentials are shown as ``********`` (smtplib prints them).
         """
         self.debuglevel = debuglevel
+
+    def add_observer(
+        self, observer: Callable[[SessionEvent], None], *, content: bool | None = None
+    ) -> None:
+        """Call *observer* with each event of this client's sessions (``smtpx.Transcript``,
+        ``smtpx.LogObserver`` or any callable taking one event), from now on.
+
+        Secrets are already redacted in every event.  *content*: give it the bytes of
+        message content too (default: its ``wants_content`` attribute, else False).
+        Events come on the thread or task that runs the session; one that raises is
+        logged and ignored.  Add it before ``connect()`` to see the greeting.
+
+        >>> import smtpx
+        >>> client, transcript = smtpx.SMTP(), smtpx.Transcript()
+        >>> client.add_observer(transcript)
+        >>> client.remove_observer(transcript)
+        """
+        if content is None:
+            content = bool(getattr(observer, "wants_content", False))
+        self._observers = (*self._observers, (observer, content))
+        self._refresh_observers()
+
+    def remove_observer(self, observer: Callable[[SessionEvent], None]) -> None:
+        """Stop calling *observer* (ValueError if it was not added)."""
+        kept = tuple(entry for entry in self._observers if entry[0] is not observer)
+        if len(kept) == len(self._observers):
+            raise ValueError(f"{observer!r} is not an observer of this client")
+        self._observers = kept
+        self._refresh_observers()
+
+    def _refresh_observers(self) -> None:
+        """Work out what the core calls: nothing at all while nobody observes."""
+        observers = [observer for observer, _ in self._observers]
+        content = any(wants for _, wants in self._observers)
+        if self.debuglevel > 0:
+            if self._debug_observer is None:
+                self._debug_observer = SmtplibDebug(self._print_debug)
+            observers.insert(0, self._debug_observer)
+            content = True
+        self._dispatch = fan_out(observers) if observers else None
+        self._wants_content = content
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            conn.observe(self._dispatch, content=content)
+
+    def _report_connecting(self, host: str, port: int | None) -> None:
+        conn = self._conn
+        if conn is not None and conn.observer is not None:
+            event = Connecting(host, port, self.source_address, self._implicit_tls, conn.elapsed())
+            conn.emit(event)
+
+    def _report_connect_failed(self, host: str, port: int | None, error: BaseException) -> None:
+        conn = self._conn
+        if conn is not None and conn.observer is not None:
+            conn.emit(ConnectionFailed(host, port, str(error) or repr(error), conn.elapsed()))
+
+    def _report_connected(self, peer: Any, local: Any, ssl_object: Any) -> None:
+        conn = self._conn
+        if conn is not None and conn.observer is not None:
+            tls = tls_info(ssl_object) if ssl_object is not None else None
+            conn.emit(Connected(peer, local, tls, conn.elapsed()))
 
     def _print_debug(self, *args: object) -> None:
         if self.debuglevel > 1:
@@ -163,9 +266,6 @@ class ClientBase:
         nothing more will come).  A connection that ended first raises."""
         batch = conn.next_replies(target - len(into))
         if batch:
-            if self.debuglevel > 0:
-                for reply in batch:
-                    show_reply(self, reply)
             into += batch
             return 0 if conn.closed else target - len(into)
         if conn.closed or conn.peer_closed:
@@ -227,3 +327,46 @@ def default_local_hostname(sockets: Any) -> str:
     except sockets.gaierror:
         pass
     return f"[{address}]"
+
+
+# The names of certificate subject fields as they are usually written (RFC 4514).
+_SHORT_NAMES = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "stateOrProvinceName": "ST",
+    "localityName": "L",
+}
+
+
+def tls_info(ssl_object: Any) -> TLSInfo | None:
+    """What an ``ssl.SSLSocket`` or ``ssl.SSLObject`` tells of its session (None when it
+    tells nothing: a test's stand-in)."""
+    try:
+        version = ssl_object.version()
+        cipher = ssl_object.cipher()
+        cert = ssl_object.getpeercert()  # {} when the certificate was not verified
+    except (AttributeError, ValueError, OSError):
+        return None
+    subject = None
+    if cert:
+        subject = ",".join(
+            f"{_SHORT_NAMES.get(key, key)}={value}"
+            for rdn in cert.get("subject", ())
+            for key, value in rdn
+        )
+    name, bits = (cipher[0], cipher[2]) if cipher else (None, None)
+    return TLSInfo(version, name, bits, subject or None)
+
+
+def peer_facts(sock: Any) -> tuple[Any, Any]:
+    """A socket's peer and local addresses; None for what it cannot tell (a test's mock
+    socket may not know them)."""
+    facts = []
+    for name in ("getpeername", "getsockname"):
+        try:
+            facts.append(getattr(sock, name)())
+        except (AttributeError, OSError, TypeError):
+            facts.append(None)
+    return facts[0], facts[1]

@@ -288,8 +288,6 @@ class _Batch:
         return encode_commands(self.client, self.conn, commands)
 
     def _queue(self, data: bytes) -> None:
-        if self.client.debuglevel > 0:
-            self.client._print_debug("send:", repr(data))
         self.out.append(data)
 
     def _flush(self) -> Flow[None]:
@@ -327,7 +325,7 @@ class _Batch:
         self.out.append(self._commands(commands))
         if txn.mode is _Mode.EAGER:
             chunk = _encode_whole(job)
-            self._queue(self.conn.send_bdat(len(chunk), last=True) + chunk)
+            self._queue(self.conn.send_bdat(len(chunk), last=True, chunk=chunk) + chunk)
             txn.content_sent = True
 
     # ---------------------------------------------------------------- reading
@@ -401,7 +399,6 @@ class _Batch:
         count = len(outcome.job.rcpts)
         if txn.mode is _Mode.DATA and len(replies) == count + 2:
             outcome.data = replies[-1]
-            self._show_data(outcome.data)
         if outcome.mail is None:  # a 421 to the RSET before it: the server is closing
             self.inflight.popleft()
             outcome.lost = Lost.NOT_ATTEMPTED
@@ -453,7 +450,7 @@ class _Batch:
             previous = piece
             if data:
                 yield from self._content(data)
-        last = conn.send_data(previous) + conn.end_data()
+        last = conn.end_data(previous)
         if self.graph:
             yield send_step(last)
         else:
@@ -496,7 +493,7 @@ class _Batch:
             buffered, size = [], 0
             if not last and not chunk:
                 continue
-            line = self.conn.send_bdat(len(chunk), last)
+            line = self.conn.send_bdat(len(chunk), last, chunk)
             if self.graph:
                 yield send_step(line + chunk)
             else:
@@ -540,16 +537,9 @@ class _Batch:
             return
         self._settle(txn, outcome.final)
 
-    def _show_data(self, reply: Reply) -> None:
-        """smtplib's ``data:`` debug line, for ``sendmail``'s transcript."""
-        if self.compat and self.client.debuglevel > 0:
-            self.client._print_debug("data:", reply.as_tuple())
-
     def _settle(self, txn: _Transaction, final: list[Reply]) -> None:
         outcome = txn.outcome
         outcome.final = final
-        for reply in final:
-            self._show_data(reply)
         self.inflight.popleft()
         if not final:  # a 421 came before the final reply: the server did not take it
             outcome.lost = Lost.NOT_ATTEMPTED

@@ -192,8 +192,6 @@ def data(client: Client, msg: str | bytes) -> Flow[Response]:
     """
     check_content(msg)
     code, repl = yield from command(client, "data")
-    if client.debuglevel > 0:
-        client._print_debug("data:", (code, repl))
     if code != 354:
         raise SMTPDataError(code, repl)
     conn = connection(client)
@@ -204,12 +202,10 @@ def data(client: Client, msg: str | bytes) -> Flow[Response]:
         previous = piece
         yield send_step(encoded)
     # The last piece and the terminator go out in one write (no small trailing segment).
-    yield send_step(conn.send_data(previous) + conn.end_data())
+    yield send_step(conn.end_data(previous))
     final: list[Response] = []
     for _ in range(conn.pending):
         reply: Response = yield Invoke(lambda c: c.getreply())
-        if client.debuglevel > 0:
-            client._print_debug("data:", reply)
         final.append(reply)
         if reply[0] == 421:
             break  # the server is closing: no more replies will come

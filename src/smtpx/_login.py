@@ -114,6 +114,10 @@ def login(client: Client, credentials: Credentials, policy: str) -> Flow[Respons
                 if exc.smtp_code in _TRY_NEXT or 400 <= exc.smtp_code < 500:
                     break  # this mechanism is not available: the next one
                 raise  # the credentials are wrong: never retried with a weaker mechanism
+            if result[0] != 235:
+                # smtplib's auth() returns a 503 ("already authenticated"); here nothing
+                # but 235 is a login (Postfix also says 503 when AUTH is not enabled).
+                raise SMTPAuthenticationError(*result)
             return result  # auth() set client.auth_mechanism
     assert last is not None
     raise last

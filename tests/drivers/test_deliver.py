@@ -420,6 +420,65 @@ def test_requiretls_over_tls(
         deliver(driver, handler, MESSAGE, SENDER, A, requiretls=True, starttls=client_context)
 
 
+# RFC 3030 section 3: BINARYMIME content goes with BDAT only, sent as it is (no line-end
+# normalization, no dot-stuffing), declared with BODY=BINARYMIME on MAIL.
+BINARY = b"Content-Type: application/octet-stream\r\n\r\n\x00\xff\nbare LF\r.\r\n\x00"
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_binarymime_goes_with_bdat(driver: str, pipelining: bool) -> None:
+    def handler(peer: Peer) -> None:
+        greet(peer, *[b"PIPELINING"] * pipelining, b"CHUNKING", b"BINARYMIME", b"8BITMIME")
+        if pipelining:  # the envelope and the one chunk go in one write
+            envelope = mail_line("BODY=BINARYMIME") + rcpt_line(A)
+            assert segment(peer) == envelope + b"BDAT %d LAST\r\n" % len(BINARY) + BINARY
+            answer(peer, b"250 ok", b"250 ok")
+        else:
+            lines = answer(peer, b"250 ok", b"250 ok")
+            assert lines == [mail_line("BODY=BINARYMIME"), rcpt_line(A)]
+        assert read_bdat(peer) == [(b"BDAT %d LAST\r\n" % len(BINARY), BINARY)]
+        peer.send(b"250 2.0.0 Ok: queued as B1\r\n")
+        closed(peer)
+
+    result = deliver(driver, handler, BINARY, SENDER, A, binarymime=True)
+    assert result.queue_id == "B1"
+    assert [r.status for r in result.recipients] == ["accepted"]
+
+
+BINARYMIME_REFUSALS = {  # offered, options, error, what the message says
+    "chunking=False": (
+        (b"PIPELINING", b"CHUNKING", b"BINARYMIME"),
+        {"chunking": False},
+        ValueError,
+        "BINARYMIME content can only be sent with BDAT",
+    ),
+    "BINARYMIME not offered": (
+        (b"PIPELINING", b"CHUNKING", b"8BITMIME"),
+        {},
+        smtpx.SMTPNotSupportedError,
+        "BINARYMIME",
+    ),
+    "CHUNKING not offered": (
+        (b"PIPELINING", b"BINARYMIME", b"8BITMIME"),
+        {},
+        smtpx.SMTPNotSupportedError,
+        "CHUNKING",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BINARYMIME_REFUSALS)
+def test_binarymime_refused_before_anything_is_sent(driver: str, case: str) -> None:
+    offered, options, error, says = BINARYMIME_REFUSALS[case]
+
+    def handler(peer: Peer) -> None:
+        greet(peer, *offered)
+        closed(peer)  # no MAIL, no DATA: nothing after EHLO
+
+    with pytest.raises(error, match=says):
+        deliver(driver, handler, BINARY, SENDER, A, binarymime=True, **options)
+
+
 # email.message.Message (policy compat32, what email.message_from_bytes returns) is taken
 # like EmailMessage; the headers are ASCII here, only the envelope is not.
 LEGACY = email.message_from_bytes(b"From: a@client.test\nSubject: hi\n\nbody\n")

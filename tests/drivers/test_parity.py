@@ -13,7 +13,15 @@ PAIRS = [(smtpx.SMTP, AsyncSMTP), (smtpx.SMTP_SSL, AsyncSMTP_SSL), (smtpx.LMTP, 
 IDS = ["SMTP", "SMTP_SSL", "LMTP"]
 
 # Methods that only compute (no I/O): plain functions in both classes.
-NO_IO = {"has_extn", "set_debuglevel", "auth_cram_md5", "auth_plain", "auth_login"}
+NO_IO = {
+    "has_extn",
+    "set_debuglevel",
+    "add_observer",
+    "remove_observer",
+    "auth_cram_md5",
+    "auth_plain",
+    "auth_login",
+}
 # The one documented difference: the asyncio constructor does no I/O, so connect()
 # without arguments connects to the address given to the constructor.
 CONNECT_DEFAULTS = {"host": None, "port": None}

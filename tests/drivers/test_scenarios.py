@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import email
 import threading
 import time
@@ -592,7 +593,11 @@ def _handler(scenario: Scenario, content: list[bytes], events: Events) -> Callab
                 events.server_done.set()
                 return
         events.server_done.set()
-        peer.readline()  # until the client closes
+        # Nothing more than the script: the runners close without QUIT, so the next thing
+        # the server reads is the end of the connection.  A QUIT, RSET or NOOP the script
+        # does not list fails here (as a missing line fails above).
+        extra = peer.readline()
+        assert extra == b"", f"the client sent {extra!r} after the script ended"
 
     return handler
 
@@ -696,9 +701,9 @@ async def _run_async(scenario: Scenario, port: int, events: Events) -> Run:
     return results, longest, closing
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-@pytest.mark.parametrize("driver", ["sync", "asyncio"])
-def test_scenario(scenario: Scenario, driver: str) -> None:
+def _play(scenario: Scenario, driver: str) -> tuple[list[Any], float, float, list[bytes]]:
+    """Run *scenario*'s calls on *driver* against its script.  Raises the script's
+    AssertionError if the client sent a line it does not list, or left one out."""
     content: list[bytes] = []
     events = Events()
     with scripted_server(_handler(scenario, content, events)) as (port, peers):
@@ -709,10 +714,43 @@ def test_scenario(scenario: Scenario, driver: str) -> None:
                 results, longest, closing = asyncio.run(_run_async(scenario, port, events))
         finally:
             events.client_done.set()  # a STALL in the server ends even if the client failed
+    assert peers, "the client never connected"
+    return results, longest, closing, content
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+@pytest.mark.parametrize("driver", ["sync", "asyncio"])
+def test_scenario(scenario: Scenario, driver: str) -> None:
+    # Every line the script expects was sent, nothing more, nothing less (checked by the
+    # script as the server reads).
+    results, longest, closing, content = _play(scenario, driver)
     assert results == scenario.outcomes
     # No wait outlasts the timeout: not a call, nor the close that follows it (issue 8).
     assert longest + closing <= scenario.timeout + SLACK, (longest, closing)
     if scenario.content:
         assert content == scenario.content
-    # Every line the script expected was sent: nothing more, nothing less, before QUIT.
-    assert peers, "the client never connected"
+
+
+def _by_name(name: str) -> Scenario:
+    return next(scenario for scenario in SCENARIOS if scenario.name == name)
+
+
+@pytest.mark.parametrize("extra", ["noop", "rset", "quit"])
+@pytest.mark.parametrize("driver", ["sync", "asyncio"])
+def test_the_script_refuses_an_extra_command(driver: str, extra: str) -> None:
+    """The table can fail: a client that sends one command more than the script (here
+    an extra call at the end) is caught by the server's side, whatever the command."""
+    base = _by_name("sendmail")
+    scenario = dataclasses.replace(
+        base, calls=[*base.calls, (extra, (), {})], outcomes=[*base.outcomes, None]
+    )
+    with pytest.raises(AssertionError, match="after the script ended"):
+        _play(scenario, driver)
+
+
+@pytest.mark.parametrize("driver", ["sync", "asyncio"])
+def test_the_script_refuses_a_missing_command(driver: str) -> None:
+    base = _by_name("simple commands")  # its script ends with QUIT
+    scenario = dataclasses.replace(base, calls=base.calls[:-1], outcomes=base.outcomes[:-1])
+    with pytest.raises(AssertionError, match="quit"):
+        _play(scenario, driver)

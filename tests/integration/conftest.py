@@ -1,4 +1,5 @@
-"""Session fixtures: one real Postfix, Dovecot LMTP and Haraka per test session.
+"""Session fixtures: the real servers (Postfix, Dovecot LMTP, Haraka, Postfix submission
+with Dovecot SASL) and an embedded SASL server, each started once per test session.
 
 Each server starts on first use, runs from its own temp dir on loopback ports
 and is stopped (and reaped) at the end of the session. Missing server software
@@ -22,12 +23,14 @@ import smtpx
 from .servers import (
     BaseServer,
     DovecotLMTPServer,
+    EmbeddedSaslServer,
     HarakaServer,
     PostfixServer,
     ServerUnavailable,
+    SubmissionServer,
 )
 
-ServerT = TypeVar("ServerT", bound=BaseServer)
+ServerT = TypeVar("ServerT", bound=BaseServer | EmbeddedSaslServer)
 
 
 def _in_ci() -> bool:
@@ -75,6 +78,29 @@ def haraka() -> Iterator[HarakaServer]:
     ``.host``, ``.port``, ``.mailbox(address)``, ``.transcript(client_port)``; see
     ``servers/haraka.py``."""
     yield from _serve(HarakaServer.start, "Haraka")
+
+
+@pytest.fixture(scope="session")
+def submission() -> Iterator[SubmissionServer]:
+    """Postfix submission with Dovecot SASL and an OAuth2 introspection endpoint.
+
+    ``.host``; ports ``.port`` (STARTTLS required, AUTH only after it),
+    ``.smtps_port``, ``.optional_tls_port`` (AUTH offered before STARTTLS too),
+    ``.plaintext_auth_port`` (AUTH, no STARTTLS), ``.no_tls_port`` (neither);
+    ``.users`` (user -> password, one non-ASCII password, one UTF-8 name),
+    ``.mechanisms``, ``.oauth_user``, ``.oauth_token``, ``.introspection.calls``,
+    ``.client_context()``, ``.mailbox(address)``; see ``servers/submission.py``.
+    """
+    yield from _serve(SubmissionServer.start, "Postfix with Dovecot SASL")
+
+
+@pytest.fixture(scope="session")
+def embedded_sasl() -> Iterator[EmbeddedSaslServer]:
+    """aiosmtpd with SCRAM-SHA-1/256(-PLUS) and EXTERNAL: ``.host``, ``.port``
+    (STARTTLS), ``.smtps_port``, ``.users``, ``.cert_user``, ``.mechanisms``,
+    ``.channel_bindings``, ``.client_context(certificate=...)``,
+    ``.attempts_snapshot()``; see ``servers/embedded_sasl.py``."""
+    yield from _serve(EmbeddedSaslServer.start, "the embedded SASL server")
 
 
 @pytest.fixture(params=["tcp", "unix"])

@@ -92,7 +92,7 @@ def test_postfix_starttls_pipelined_send(postfix: PostfixServer) -> None:
 
     refused = run(main())
     assert sorted(code for code, _ in refused.values()) == [450, 550]
-    delivered = postfix.mailbox(ALICE).wait_for_intact(token, sent)
+    delivered = postfix.mailbox(ALICE).wait_for_intact(token, sent, sender=SENDER)
     assert b" with ESMTPS id " in delivered
 
 
@@ -107,7 +107,7 @@ def test_postfix_smtp_ssl(postfix: PostfixServer) -> None:
             return await smtp.sendmail(SENDER, [ALICE], sent)
 
     assert run(main()) == {}
-    postfix.mailbox(ALICE).wait_for_intact(token, sent)
+    postfix.mailbox(ALICE).wait_for_intact(token, sent, sender=SENDER)
 
 
 def test_postfix_concurrent_tasks_share_one_client(postfix: PostfixServer) -> None:
@@ -122,7 +122,7 @@ def test_postfix_concurrent_tasks_share_one_client(postfix: PostfixServer) -> No
 
     assert run(main()) == [{}] * 4
     for token, message in zip(tokens, messages, strict=True):
-        postfix.mailbox(ALICE).wait_for_intact(token, message)
+        postfix.mailbox(ALICE).wait_for_intact(token, message, sender=SENDER)
 
 
 # ---------------------------------------------------------------------- Dovecot LMTP
@@ -150,4 +150,4 @@ def test_dovecot_one_delivered_one_refused_after_data(
     refused = run(main())
     assert set(refused) == {dovecot.quota_full_user, dovecot.unknown_user}
     assert refused[dovecot.quota_full_user][0] == 552
-    dovecot.mailbox(dovecot.user).wait_for_intact(token, sent)
+    dovecot.mailbox(dovecot.user).wait_for_intact(token, sent, sender=SENDER)

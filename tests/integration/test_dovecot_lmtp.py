@@ -33,7 +33,7 @@ def test_message_arrives_intact(lmtp: smtpx.LMTP, dovecot: DovecotLMTPServer) ->
     token = new_token()
     sent = make_message(token)
     assert lmtp.sendmail(SENDER, [dovecot.user], sent) == {}
-    dovecot.mailbox(dovecot.user).wait_for_intact(token, sent)
+    dovecot.mailbox(dovecot.user).wait_for_intact(token, sent, sender=SENDER)
 
 
 def test_one_delivered_one_refused_at_rcpt(lmtp: smtpx.LMTP, dovecot: DovecotLMTPServer) -> None:
@@ -44,7 +44,7 @@ def test_one_delivered_one_refused_at_rcpt(lmtp: smtpx.LMTP, dovecot: DovecotLMT
     code, message = refused[dovecot.unknown_user]
     assert code == 550
     assert message.startswith(b"5.1.1 ")
-    dovecot.mailbox(dovecot.user).wait_for_intact(token, sent)
+    dovecot.mailbox(dovecot.user).wait_for_intact(token, sent, sender=SENDER)
 
 
 def test_per_recipient_replies_after_data(lmtp: smtpx.LMTP, dovecot: DovecotLMTPServer) -> None:
@@ -59,7 +59,7 @@ def test_per_recipient_replies_after_data(lmtp: smtpx.LMTP, dovecot: DovecotLMTP
     assert (code, message[:6]) == (552, b"5.2.2 ")
     code, message = refused[dovecot.quota_tempfail_user]
     assert (code, message[:6]) == (452, b"4.2.2 ")
-    dovecot.mailbox(dovecot.user).wait_for_intact(token, sent)
+    dovecot.mailbox(dovecot.user).wait_for_intact(token, sent, sender=SENDER)
     assert dovecot.mailbox(dovecot.quota_full_user).find(token) == []
     assert dovecot.mailbox(dovecot.quota_tempfail_user).find(token) == []
 
@@ -76,7 +76,7 @@ def test_refused_at_rcpt_and_after_data_together(
         dovecot.unknown_user: 550,
         dovecot.quota_full_user: 552,
     }
-    dovecot.mailbox(dovecot.user).wait_for_intact(token, sent)
+    dovecot.mailbox(dovecot.user).wait_for_intact(token, sent, sender=SENDER)
 
 
 def test_all_refused_after_data_raises_and_the_session_stays_in_step(
@@ -97,7 +97,7 @@ def test_all_refused_after_data_raises_and_the_session_stays_in_step(
     token = new_token()
     sent = make_message(token)
     assert lmtp.sendmail(SENDER, [dovecot.user], sent) == {}
-    dovecot.mailbox(dovecot.user).wait_for_intact(token, sent)
+    dovecot.mailbox(dovecot.user).wait_for_intact(token, sent, sender=SENDER)
 
 
 def test_all_refused_at_rcpt_raises(lmtp: smtpx.LMTP, dovecot: DovecotLMTPServer) -> None:
@@ -114,7 +114,7 @@ def test_bytes_with_bare_lf_and_leading_dots_arrive_intact(
     body = b".leading dot\n..two\n.\n\nbare\rcr\n. dot space\nno line end at the end"
     sent = make_message(token, body=body).replace(b"\r\n", b"\n")
     assert lmtp.sendmail(SENDER, [dovecot.user], sent) == {}
-    dovecot.mailbox(dovecot.user).wait_for_intact(token, sent)
+    dovecot.mailbox(dovecot.user).wait_for_intact(token, sent, sender=SENDER)
 
 
 def test_send_message(lmtp: smtpx.LMTP, dovecot: DovecotLMTPServer) -> None:
@@ -126,7 +126,7 @@ def test_send_message(lmtp: smtpx.LMTP, dovecot: DovecotLMTPServer) -> None:
     message.set_content("Line one.\n.Line two starts with a dot.\n")
     assert message.as_bytes().endswith(b"\n.Line two starts with a dot.\n")
     assert lmtp.send_message(message) == {}
-    delivered = dovecot.mailbox(dovecot.user).wait_for(token)
+    delivered = dovecot.mailbox(dovecot.user).wait_for(token, sender=SENDER)
     assert delivered.endswith(b"\n\nLine one.\n.Line two starts with a dot.\n")
 
 
@@ -140,5 +140,5 @@ def test_starttls_over_tcp(dovecot: DovecotLMTPServer) -> None:
         sent = make_message(token)
         refused = client.sendmail(SENDER, [dovecot.user, dovecot.quota_full_user], sent)
         assert list(refused) == [dovecot.quota_full_user]
-    delivered = dovecot.mailbox(dovecot.user).wait_for_intact(token, sent)
+    delivered = dovecot.mailbox(dovecot.user).wait_for_intact(token, sent, sender=SENDER)
     assert b" with LMTPS" in delivered

@@ -31,6 +31,7 @@ LAYERS = {
     "_results": 1,
     "_steps": 1,
     "_wire": 1,
+    "_log": 1,
     "_plan": 1,
     "_engine": 1,
     "_outcomes": 1,
@@ -51,7 +52,7 @@ LAYERS = {
 
 #: Modules that mean sockets, TLS or an event loop: only the drivers (L2) may use them.
 IO_MODULES = frozenset({"socket", "ssl", "asyncio", "selectors"})
-NO_IO_PARTS = frozenset({"_protocol", "auth", "_pool"})
+NO_IO_PARTS = frozenset({"_protocol", "auth", "_log", "_pool"})
 #: The pool's decisions take the time as an argument and leave waiting to the drivers:
 #: no clock, no threads (STYLE.md, "pool decisions").
 CLOCK_MODULES = frozenset({"time", "threading", "concurrent", "multiprocessing"})

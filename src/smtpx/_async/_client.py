@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self, TypeVar
 
 from .. import _flows, _wire
-from .._clientbase import ClientBase, Response, legacy_context, split_address
+from .._clientbase import ClientBase, Response, legacy_context, split_address, tls_info
 from .._exceptions import SMTPConnectError, SMTPServerDisconnected, SMTPTimeoutError
 from .._plan import DeliveryOptions
 from .._protocol import ProtocolError, Reply
@@ -163,8 +163,7 @@ class AsyncSMTP(ClientBase):
     async def _get_socket(self, host: str, port: int, timeout: float | None) -> Stream:
         if timeout is not None and not timeout:
             raise ValueError("Non-blocking socket (timeout=0) is not supported")
-        if self.debuglevel > 0:
-            self._print_debug("connect: to", (host, port), self.source_address)
+        self._report_connecting(host, port)
         async with asyncio.timeout_at(self._connect_deadline):
             return await open_stream(
                 host,
@@ -201,11 +200,13 @@ class AsyncSMTP(ClientBase):
                 raise
             except TimeoutError as exc:
                 self._connect_deadline = None
+                self._report_connect_failed(host, port, exc)
                 raise SMTPTimeoutError(f"timed out connecting to {host}:{port}") from exc
-            code, msg = await self._greeting()
-        if self.debuglevel > 0:
-            self._print_debug("connect:", repr(msg))
-        return code, msg
+            except OSError as exc:
+                self._report_connect_failed(host, port, exc)
+                raise
+            self._report_stream()
+            return await self._greeting()
 
     def _start_connect_phase(self) -> float | None:
         """Start the connect phase's clock: connecting, TLS and the greeting share it."""
@@ -221,6 +222,16 @@ class AsyncSMTP(ClientBase):
             return await self.getreply()
         finally:
             self._connect_deadline = None
+
+    def _report_stream(self) -> None:
+        """The connection's facts, for observers (nothing is asked when none listens)."""
+        conn, stream = self._conn, self.sock
+        if conn is not None and conn.observer is not None and stream is not None:
+            self._report_connected(
+                stream.get_extra_info("peername"),
+                stream.get_extra_info("sockname"),
+                stream.get_extra_info("ssl_object"),
+            )
 
     async def _begin_session(self, host: str, port: int) -> None:
         if self.sock is not None:
@@ -359,7 +370,8 @@ class AsyncSMTP(ClientBase):
             self._abort()
             raise
         self.file = None
-        self._conn.start_tls()
+        observed = self._conn.observer is not None
+        self._conn.start_tls(tls_info(self.sock.get_extra_info("ssl_object")) if observed else None)
 
     @property
     def _tls_active(self) -> bool:

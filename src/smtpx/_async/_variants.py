@@ -21,6 +21,7 @@ class AsyncSMTP_SSL(AsyncSMTP):
     and host name are verified (smtplib's default context verifies nothing)."""
 
     default_port = SMTP_SSL_PORT
+    _implicit_tls = True
 
     if sys.version_info >= (3, 12):
 
@@ -97,6 +98,7 @@ class AsyncLMTP(AsyncSMTP):
             return await super().connect(host, port, source_address=source_address)
         async with self._serialized():
             await self._begin_session(host, port or 0)
+            self._report_connecting(host, None)
             self._start_connect_phase()
             try:
                 async with asyncio.timeout_at(self._connect_deadline):
@@ -104,12 +106,9 @@ class AsyncLMTP(AsyncSMTP):
             except asyncio.CancelledError:
                 self._abort()
                 raise
-            except OSError:
-                if self.debuglevel > 0:
-                    self._print_debug("connect fail:", host)
+            except OSError as exc:
+                self._report_connect_failed(host, None, exc)
                 self._abort()
                 raise
-            code, msg = await self._greeting()
-        if self.debuglevel > 0:
-            self._print_debug("connect:", msg)
-        return code, msg
+            self._report_stream()
+            return await self._greeting()

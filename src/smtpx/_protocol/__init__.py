@@ -8,6 +8,21 @@ from ._commands import Command
 from ._connection import ClientConnection, Event, State
 from ._data import DataEncoder, normalize_line_ends, normalized_size
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError, ReplyTooLong
+from ._events import (
+    REDACTED,
+    CommandSent,
+    Connected,
+    Connecting,
+    ConnectionClosed,
+    ConnectionFailed,
+    ContentSent,
+    Observer,
+    RawSent,
+    ReplyReceived,
+    SessionEvent,
+    TLSInfo,
+    TLSStarted,
+)
 from ._extensions import Extensions
 from ._limits import MAX_CHALLENGES, MAX_LINE, MAX_REPLY_BYTES, MAX_REPLY_LINES
 from ._reply import Reply, ReplyParser
@@ -18,19 +33,32 @@ __all__ = [
     "MAX_LINE",
     "MAX_REPLY_BYTES",
     "MAX_REPLY_LINES",
+    "REDACTED",
     "ClientConnection",
     "Command",
+    "CommandSent",
+    "Connected",
+    "Connecting",
+    "ConnectionClosed",
+    "ConnectionFailed",
+    "ContentSent",
     "DataEncoder",
     "EnhancedStatus",
     "Event",
     "Extensions",
     "LocalProtocolError",
+    "Observer",
     "ProtocolError",
+    "RawSent",
     "RemoteProtocolError",
     "Reply",
     "ReplyParser",
+    "ReplyReceived",
     "ReplyTooLong",
+    "SessionEvent",
     "State",
+    "TLSInfo",
+    "TLSStarted",
     "normalize_line_ends",
     "normalized_size",
 ]

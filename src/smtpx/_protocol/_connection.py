@@ -36,16 +36,36 @@ injection), with one exception: RFC 5321 section 3.8 lets a server that must shu
 ``421`` on its own, "on the assumption that the client will receive it after the next command
 is issued".  A buffered 421 is therefore kept as the reply to the next command
 (``closing_reply_buffered`` tells the driver not to bother writing it).
+
+An optional *observer* is told what happens (``_events``): each command as it is queued,
+secrets redacted; content by size; each reply; STARTTLS; the end.  Without one, no event
+is built: each place checks ``self._observer`` once.
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections import deque
+from collections.abc import Callable
 
 from ._commands import Command
 from ._data import DataEncoder
 from ._errors import LocalProtocolError, RemoteProtocolError
+from ._events import (
+    CommandSent,
+    ConnectionClosed,
+    ContentSent,
+    Observer,
+    RawSent,
+    ReplyReceived,
+    SessionEvent,
+    TLSInfo,
+    TLSStarted,
+    redact_command,
+    redact_raw,
+    starts_auth,
+)
 from ._extensions import Extensions
 from ._reply import Reply, ReplyParser
 
@@ -135,9 +155,20 @@ class _Outstanding:
 
 
 class ClientConnection:
-    """One session's protocol state.  ``lmtp=True`` expects RFC 2033's replies."""
+    """One session's protocol state.  ``lmtp=True`` expects RFC 2033's replies.
 
-    def __init__(self, *, lmtp: bool = False) -> None:
+    *observer* is called with each event (``observe`` changes it); *content*: content
+    events carry the bytes.  *clock* gives the events' times (seconds, monotonic).
+    """
+
+    def __init__(
+        self,
+        *,
+        lmtp: bool = False,
+        observer: Observer | None = None,
+        content: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.lmtp = lmtp
         self.state = State.GREETING
         #: What the last successful EHLO/LHLO offered; emptied by HELO and STARTTLS.
@@ -153,6 +184,63 @@ class ClientConnection:
         self.closed = False
         #: The server closed the connection (the driver read end of file).
         self.peer_closed = False
+        self._observer = observer
+        self._content = content
+        self._clock = clock
+        self._started = self._last_sent = clock()
+        self._raw_auth = False  # the last raw write held an AUTH command
+
+    # ----------------------------------------------------------------- events
+
+    @property
+    def observer(self) -> Observer | None:
+        return self._observer
+
+    def observe(self, observer: Observer | None, *, content: bool = False) -> None:
+        """Report events to *observer* from now on (None: to nobody)."""
+        self._observer = observer
+        self._content = content
+
+    def elapsed(self) -> float:
+        """Seconds since the session started (since this object was made)."""
+        return self._clock() - self._started
+
+    def emit(self, event: SessionEvent) -> None:
+        """Report *event* (the drivers report their own: connecting, connected)."""
+        if self._observer is not None:
+            self._observer(event)
+
+    def _sent(self) -> float:
+        now = self._clock()
+        self._last_sent = now
+        return now - self._started
+
+    def _report_command(self, command: Command, in_sasl: bool) -> None:
+        line, redacted = redact_command(command.verb, command.keyword, command.argument, in_sasl)
+        self.emit(CommandSent(line, redacted, self._sent()))
+
+    def _report_content(self, data: bytes, via: str, last: bool) -> None:
+        shown = data if self._content else None
+        self.emit(ContentSent(len(data), via, last, shown, self._sent()))
+
+    def _report_reply(self, keyword: str, reply: Reply) -> None:
+        now = self._clock()
+        self.emit(ReplyReceived(reply, keyword, now - self._started, now - self._last_sent))
+
+    def sent_raw(self, data: str | bytes) -> None:
+        """The caller wrote *data* itself (smtplib's ``send``): report it, redacted like a
+        command (``_events.redact_raw``); content only to an observer that asked for it.
+
+        An AUTH command written raw is noted, so that a 334 to it opens the exchange
+        (``expect_reply``) and the responses that follow are known for secrets too.
+        """
+        if self.state is not State.MESSAGE:
+            self._raw_auth = starts_auth(data)
+        if self._observer is None:
+            return
+        shown, redacted = redact_raw(data, self.state is State.SASL)
+        private = self.state is State.MESSAGE and not self._content
+        self.emit(RawSent(None if private else shown, len(data), redacted, self._sent()))
 
     # ----------------------------------------------------------------- sending
 
@@ -182,6 +270,8 @@ class ClientConnection:
         self._check_sendable(command.verb.upper())
         wire = command.wire(encoding)  # may raise before any state changes
         self._pending.append(keyword)
+        if self._observer is not None:
+            self._report_command(command, keyword == _SASL_RESPONSE)
         return wire
 
     @property
@@ -225,11 +315,15 @@ class ClientConnection:
         data = ("\r\n".join([command.text for command in commands]) + "\r\n").encode(encoding)
         self._check_sendable(keywords[0])
         self._pending.extend(keywords)
+        if self._observer is not None:
+            for command in commands:
+                self._report_command(command, False)
         return data
 
-    def send_bdat(self, size: int, last: bool) -> bytes:
+    def send_bdat(self, size: int, last: bool, chunk: bytes | None = None) -> bytes:
         """The BDAT line for a chunk of *size* octets (RFC 3030 section 2), which the
-        caller sends right after it, unchanged.  A last chunk ends the message."""
+        caller sends right after it, unchanged.  A last chunk ends the message.  *chunk*
+        (the chunk itself) is only for an observer that asked for content."""
         if self.state is not State.READY:
             raise LocalProtocolError(self._why_not_now())
         pending = self._pending
@@ -244,6 +338,10 @@ class ClientConnection:
             self._expect_final_replies()
         else:
             self._pending.append("BDAT")
+        if self._observer is not None:
+            self._report_command(Command("BDAT", f"{size} LAST" if last else str(size)), False)
+            data = chunk if chunk is not None and self._content else None
+            self.emit(ContentSent(size, "BDAT", last, data, self._sent()))
         return b"BDAT %d LAST\r\n" % size if last else b"BDAT %d\r\n" % size
 
     def content_encoder(self) -> DataEncoder:
@@ -254,15 +352,22 @@ class ClientConnection:
         """Encode a piece of message content (after the 354 reply to DATA)."""
         if self.state is not State.MESSAGE or self._encoder is None:
             raise LocalProtocolError(self._why_not_now())
-        return self._encoder.feed(chunk)
+        data = self._encoder.feed(chunk)
+        if self._observer is not None and data:
+            self._report_content(data, "DATA", False)
+        return data
 
-    def end_data(self) -> bytes:
-        """Finish the content: returns the last bytes and the ``.`` terminator line."""
-        if self.state is not State.MESSAGE or self._encoder is None:
+    def end_data(self, last: bytes = b"") -> bytes:
+        """Finish the content with its *last* piece: returns the last bytes and the ``.``
+        terminator line (one write, one event)."""
+        encoder = self._encoder
+        if self.state is not State.MESSAGE or encoder is None:
             raise LocalProtocolError(self._why_not_now())
-        tail = self._encoder.finish()
+        tail = encoder.feed(last) + encoder.finish() if last else encoder.finish()
         self._encoder = None
         self._expect_final_replies()
+        if self._observer is not None:
+            self._report_content(tail, "DATA", True)
         return tail
 
     def expect_reply(self) -> None:
@@ -275,7 +380,11 @@ class ClientConnection:
             self._encoder = None
             self._expect_final_replies()  # the raw content ended with its terminator
         elif not self._pending:
-            self._pending.append(_UNKNOWN)
+            if self.state is State.SASL:
+                self._pending.append(_SASL_RESPONSE)
+            else:
+                self._pending.append("AUTH" if self._raw_auth else _UNKNOWN)
+        self._raw_auth = False
 
     def _expect_final_replies(self) -> None:
         # RFC 2033 section 4.2: after the content an LMTP server sends one reply for each
@@ -285,8 +394,8 @@ class ClientConnection:
             self._pending.append(_END_OF_DATA)
         self.state = State.READY
 
-    def start_tls(self) -> None:
-        """The TLS handshake after STARTTLS succeeded.
+    def start_tls(self, tls: TLSInfo | None = None) -> None:
+        """The TLS handshake after STARTTLS succeeded (*tls*: what the driver saw of it).
 
         RFC 3207 section 4.2: the client must discard what it learned before TLS.  Bytes
         that arrived in clear after the 220 are discarded too: a man in the middle may have
@@ -297,13 +406,18 @@ class ClientConnection:
         self._parser.discard()
         self.extensions = Extensions()
         self.state = State.READY
+        if self._observer is not None:
+            self.emit(TLSStarted(tls, self.elapsed()))
 
-    def close(self) -> None:
-        """The driver closed the connection."""
+    def close(self, reason: str = "closed") -> None:
+        """The driver closed the connection (or the session ended: *reason*)."""
+        was_closed = self.closed
         self.state = State.CLOSED
         self.closed = True
         self._pending.clear()
         self._encoder = None
+        if self._observer is not None and not was_closed:
+            self.emit(ConnectionClosed(reason, self.elapsed()))
 
     # --------------------------------------------------------------- receiving
 
@@ -320,12 +434,15 @@ class ClientConnection:
         if reply is None:
             if self.peer_closed:
                 # A reply cut off before its line end is a lost connection, not a reply.
-                self.close()
+                self.close("lost")
                 return Event.CONNECTION_CLOSED
             return Event.NEED_DATA
         if not self._pending:
             raise RemoteProtocolError(f"unsolicited reply from the server: {reply.code}")
-        self._on_reply(self._pending.popleft(), reply)
+        keyword = self._pending.popleft()
+        if self._observer is not None:
+            self._report_reply(keyword, reply)
+        self._on_reply(keyword, reply)
         return reply
 
     def next_replies(self, limit: int) -> list[Reply]:
@@ -338,10 +455,14 @@ class ClientConnection:
         pending = self._pending
         due = len(pending)
         replies = self._parser.next_replies(min(limit, due) or 1)
+        observer = self._observer
         for index, reply in enumerate(replies):
             if index == due:
                 raise RemoteProtocolError(f"unsolicited reply from the server: {reply.code}")
-            self._on_reply(pending.popleft(), reply)
+            keyword = pending.popleft()
+            if observer is not None:
+                self._report_reply(keyword, reply)
+            self._on_reply(keyword, reply)
             if self.closed:
                 return replies[: index + 1]  # 421: whatever follows is not read
         return replies
@@ -354,7 +475,7 @@ class ClientConnection:
             return
         if code == 421:
             # RFC 5321 section 3.8: the service is closing the channel, whatever we sent.
-            self.close()
+            self.close("421")
             return
         if (keyword in _HELLO or keyword == "RSET") and 200 <= code <= 299:
             # RFC 5321 section 4.1.4: EHLO and HELO, like RSET, clear any transaction.
@@ -392,7 +513,7 @@ class ClientConnection:
             if code == 220:
                 self.state = State.TLS
         elif keyword == "QUIT" and 200 <= code <= 299:
-            self.close()  # 221; a refusal (a 503 to a pipelined QUIT) closes nothing
+            self.close("QUIT")  # 221; a refusal (a 503 to a pipelined QUIT) closes nothing
         if keyword in ("AUTH", _SASL_RESPONSE):
             self.state = State.SASL if code == 334 else State.READY
 

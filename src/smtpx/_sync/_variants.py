@@ -23,6 +23,7 @@ class SMTP_SSL(SMTP):
     and host name are verified (smtplib's default context verifies nothing)."""
 
     default_port = SMTP_SSL_PORT
+    _implicit_tls = True
 
     if sys.version_info >= (3, 12):
 
@@ -59,8 +60,6 @@ class SMTP_SSL(SMTP):
             SMTP.__init__(self, host, port, local_hostname, timeout, source_address)
 
     def _get_socket(self, host: str, port: int, timeout: float | None) -> Any:
-        if self.debuglevel > 0:
-            self._print_debug("connect:", (host, port))
         plain = super()._get_socket(host, port, timeout)
         try:
             return self.context.wrap_socket(plain, server_hostname=self._server_name)
@@ -104,20 +103,18 @@ class LMTP(SMTP):
         if self.timeout is not None and not self.timeout:
             raise ValueError("Non-blocking socket (timeout=0) is not supported")
         self._begin_session("")
+        self._report_connecting(host, None)
         try:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             timeout = self._connect_timeout()
             if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
                 self.sock.settimeout(timeout)
             self.sock.connect(host)
-        except OSError:
-            if self.debuglevel > 0:
-                self._print_debug("connect fail:", host)
+        except OSError as exc:
+            self._report_connect_failed(host, None, exc)
             if self.sock:
                 self.sock.close()
             self.sock = None
             raise
-        code, msg = self._greeting()
-        if self.debuglevel > 0:
-            self._print_debug("connect:", msg)
-        return code, msg
+        self._report_socket()
+        return self._greeting()

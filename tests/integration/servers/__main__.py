@@ -1,4 +1,7 @@
-"""Start a test server by hand: ``python -m tests.integration.servers postfix|dovecot|haraka``.
+"""Start a test server by hand: ``python -m tests.integration.servers NAME``.
+
+NAME is postfix, dovecot, haraka, submission (Postfix with Dovecot SASL) or
+embedded-sasl (aiosmtpd with SCRAM-*-PLUS and EXTERNAL).
 
 Prints where it listens and where its files are, then runs until Ctrl-C (or
 SIGTERM), and stops it. ``--check`` only reports whether it can run here.
@@ -12,19 +15,47 @@ import sys
 
 from ._common import BaseServer, ServerStartError, ServerUnavailable
 from .dovecot import DovecotLMTPServer
+from .embedded_sasl import EmbeddedSaslServer
 from .haraka import HarakaServer
 from .postfix import PostfixServer
+from .submission import SubmissionServer
 
-SERVERS: dict[str, type[PostfixServer] | type[DovecotLMTPServer] | type[HarakaServer]] = {
+SERVERS: dict[
+    str,
+    type[PostfixServer]
+    | type[DovecotLMTPServer]
+    | type[HarakaServer]
+    | type[SubmissionServer]
+    | type[EmbeddedSaslServer],
+] = {
     "postfix": PostfixServer,
     "dovecot": DovecotLMTPServer,
     "haraka": HarakaServer,
+    "submission": SubmissionServer,
+    "embedded-sasl": EmbeddedSaslServer,
 }
 
 
-def _describe(server: BaseServer) -> str:
+def _describe(server: BaseServer | EmbeddedSaslServer) -> str:
     lines = [f"work dir: {server.workdir}", f"CA file:  {server.ca_file}"]
-    if isinstance(server, PostfixServer):
+    if isinstance(server, SubmissionServer):
+        lines += [
+            f"submission: {server.host}:{server.port} (STARTTLS required, then AUTH)",
+            f"SMTPS:      {server.host}:{server.smtps_port}",
+            f"AUTH before STARTTLS: {server.optional_tls_port}; AUTH without TLS: "
+            f"{server.plaintext_auth_port}; no TLS, no AUTH: {server.no_tls_port}",
+            f"mechanisms: {' '.join(server.mechanisms)}",
+            *(f"user:       {user} / {password}" for user, password in server.users.items()),
+            f"OAuth2:     {server.oauth_user} / {server.oauth_token}",
+        ]
+    elif isinstance(server, EmbeddedSaslServer):
+        lines += [
+            f"SMTP:       {server.host}:{server.port} (STARTTLS); SMTPS: {server.smtps_port}",
+            f"mechanisms: {' '.join(server.mechanisms)}",
+            f"client certificate for {server.cert_user}: {server.client_cert_file} "
+            f"(key {server.client_key_file})",
+        ]
+    elif isinstance(server, PostfixServer):
         lines += [
             f"SMTP:     {server.host}:{server.port} (STARTTLS)",
             f"SMTPS:    {server.host}:{server.smtps_port}",
@@ -55,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             print(kind.check_installed())
             return 0
-        server: BaseServer = kind.start()
+        server: BaseServer | EmbeddedSaslServer = kind.start()
     except ServerUnavailable as exc:
         print(f"unavailable: {exc}", file=sys.stderr)
         return 3

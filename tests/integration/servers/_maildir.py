@@ -17,10 +17,12 @@ from pathlib import Path
 __all__ = [
     "DELIVERY_TIMEOUT",
     "Mailbox",
+    "check_trace_fields",
     "expected_delivery",
     "make_message",
     "strip_trace_fields",
     "to_lf",
+    "trace_fields",
 ]
 
 # Delivery through the Postfix queue takes a few milliseconds here; 15 s is
@@ -76,6 +78,44 @@ def strip_trace_fields(delivered: bytes) -> bytes:
     return b"\n".join(lines[index:])
 
 
+def trace_fields(delivered: bytes) -> list[tuple[bytes, bytes]]:
+    """The header fields the server prepended, in order: (lowercase name, value), folded
+    lines joined with one space."""
+    fields: list[tuple[bytes, bytes]] = []
+    for line in delivered.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, value + b" " + line.strip())
+            continue
+        name, colon, value = line.partition(b":")
+        if not (colon and name.strip().lower() in TRACE_FIELDS):
+            break
+        fields.append((name.strip().lower(), value.strip()))
+    return fields
+
+
+def check_trace_fields(
+    delivered: bytes, *, sender: str, recipient: str, delivered_to: bool = True
+) -> None:
+    """The delivery records say who sent the message to whom.
+
+    ``Return-Path`` is the MAIL FROM the server received (RFC 5321 section 4.4: the final
+    delivery records the reverse-path), so a client that sent a wrong or mangled sender
+    fails here.  ``Delivered-To`` (Postfix's and Dovecot's own field) must name
+    *recipient*; with *delivered_to* False it may be missing (Dovecot writes it only for a
+    transaction with one recipient), but is still checked when present.
+    """
+    fields = trace_fields(delivered)
+    return_paths = [value for name, value in fields if name == b"return-path"]
+    want = b"<" + sender.encode("utf-8") + b">"
+    assert return_paths == [want], f"Return-Path {return_paths!r}, MAIL FROM was {want!r}"
+    recorded = [value.lower() for name, value in fields if name == b"delivered-to"]
+    assert recorded or not delivered_to, f"no Delivered-To among the trace fields {fields!r}"
+    assert all(value == recipient.encode("utf-8").lower() for value in recorded), (
+        f"Delivered-To {recorded!r}, the recipient was {recipient!r}"
+    )
+
+
 def new_token() -> str:
     """A unique marker to find one test's message among the delivered ones."""
     return f"smtpx-{uuid.uuid4().hex}"
@@ -105,6 +145,8 @@ class Mailbox:
 
     address: str
     path: Path
+    #: The server writes Delivered-To on every delivery (see ``check_trace_fields``).
+    delivered_to_always: bool = True
 
     def messages(self) -> list[bytes]:
         """Every delivered message, oldest file name first."""
@@ -125,14 +167,23 @@ class Mailbox:
         needle = token.encode() if isinstance(token, str) else token
         return [message for message in self.messages() if needle in message]
 
-    def wait_for(self, token: str | bytes, timeout: float = DELIVERY_TIMEOUT) -> bytes:
-        """Poll until exactly one message with ``token`` has arrived; return it."""
+    def wait_for(
+        self, token: str | bytes, timeout: float = DELIVERY_TIMEOUT, *, sender: str
+    ) -> bytes:
+        """Poll until exactly one message with ``token`` has arrived; check its trace
+        fields (``check_trace_fields``: *sender* and this mailbox) and return it."""
         deadline = time.monotonic() + timeout
         while True:
             matches = self.find(token)
             if len(matches) > 1:
                 raise AssertionError(f"{len(matches)} messages with {token!r} in {self.path}")
             if matches:
+                check_trace_fields(
+                    matches[0],
+                    sender=sender,
+                    recipient=self.address,
+                    delivered_to=self.delivered_to_always,
+                )
                 return matches[0]
             if time.monotonic() > deadline:
                 raise AssertionError(
@@ -142,13 +193,14 @@ class Mailbox:
             time.sleep(POLL_INTERVAL)
 
     def wait_for_intact(
-        self, token: str | bytes, sent: bytes, timeout: float = DELIVERY_TIMEOUT
+        self, token: str | bytes, sent: bytes, *, sender: str, timeout: float = DELIVERY_TIMEOUT
     ) -> bytes:
-        """Wait for the message with ``token`` and check it is ``sent``, byte for byte.
+        """Wait for the message with ``token`` and check it is ``sent``, byte for byte, and
+        that the server recorded *sender* (the MAIL FROM) and this mailbox as its recipient.
 
         Returns the delivered file (trace fields included) for further checks.
         """
-        delivered = self.wait_for(token, timeout)
+        delivered = self.wait_for(token, timeout, sender=sender)
         got, want = strip_trace_fields(delivered), expected_delivery(sent)
         if got != want:
             raise AssertionError(

@@ -189,4 +189,6 @@ class DovecotLMTPServer(BaseServer):
         """The maildir that mail for ``address`` (one of ``users``) is delivered to."""
         if address not in USERS:
             raise KeyError(address)
-        return Mailbox(address, self.workdir / "mail" / address.partition("@")[0] / "Maildir")
+        # Dovecot's LMTP writes Delivered-To only when the transaction has one recipient.
+        path = self.workdir / "mail" / address.partition("@")[0] / "Maildir"
+        return Mailbox(address, path, delivered_to_always=False)
