@@ -104,6 +104,9 @@ class _Side(asyncio.Protocol):
     def _forward(self, item: bytes | None) -> None:
         peer = self.peer
         assert peer is not None  # reading starts only once both sides are linked
+        trace = self.relay.proxy.trace
+        if trace is not None:
+            trace.append((self.relay.loop.time(), "C" if self is self.relay.client else "S", item))
         peer.outbox.append(item)
         loop = self.relay.loop
         loop.call_at(loop.time() + self.relay.delay, peer._emit)
@@ -117,7 +120,11 @@ class _Side(asyncio.Protocol):
             transport.write(item)
             return
         if transport.can_write_eof():
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:  # the peer is already gone (reset): nothing more to relay
+                self.relay.close()
+                return
         self.eof_sent = True
         if self.peer is not None and self.peer.eof_sent:
             self.relay.close()  # both directions ended
@@ -182,6 +189,7 @@ class DelayProxy:
         host: str = HOST,
         port: int = 0,
         connect_delay: float = 0.0,
+        trace: list[tuple[float, str, bytes | None]] | None = None,
     ) -> None:
         if rtt < 0 or connect_delay < 0:
             raise ValueError("rtt and connect_delay must not be negative")
@@ -190,6 +198,9 @@ class DelayProxy:
         self.host = host
         self.port = port
         self.connect_delay = connect_delay
+        #: When a list: every chunk read, as (loop.time(), "C" from a client or "S" from
+        #: upstream, the bytes or None for end of stream), for transcripts.
+        self.trace = trace
         self._server: asyncio.Server | None = None
         self._relays: set[_Relay] = set()
         self._tasks: set[asyncio.Task[None]] = set()
