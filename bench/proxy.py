@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import selectors
+import signal
 import socket
 import statistics
 import sys
@@ -340,11 +341,19 @@ def echo_round_trips(rtt: float, count: int = 20) -> list[float]:
                     if sock.recv(16) != b"x":
                         raise RuntimeError("the echo through the proxy came back wrong")
                     times.append(time.perf_counter() - start)
+                # Order: a burst of numbered chunks comes back as it went (each chunk is
+                # its own timer in each direction).
+                burst = [b"%05d;" % k for k in range(200)]
+                for chunk in burst:
+                    sock.sendall(chunk)
                 # Half-close: the proxy relays our end of stream, the echo server closes,
-                # and that end of stream comes back.
+                # and that end of stream comes back after the echoed burst.
                 sock.shutdown(socket.SHUT_WR)
-                if sock.recv(16) != b"":
-                    raise RuntimeError("the proxy did not relay end of stream")
+                echoed = b""
+                while data := sock.recv(65536):
+                    echoed += data
+                if echoed != b"".join(burst):
+                    raise RuntimeError("the proxy reordered or lost data, or lost end of stream")
             return times[1:]
     finally:
         loop.call_soon_threadsafe(loop.stop)
@@ -396,22 +405,21 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     async def run() -> None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
         port = await proxy.serve()
         print(
             f"relaying {proxy.host}:{port} -> {args.upstream[0]}:{args.upstream[1]}, "
             f"+{args.rtt:g} ms RTT; Ctrl-C stops",
             flush=True,
         )
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await proxy.aclose()
+        await stop.wait()
+        await proxy.aclose()
 
     loop = new_event_loop()
     try:
         loop.run_until_complete(run())
-    except KeyboardInterrupt:
-        pass
     finally:
         loop.close()
     return 0

@@ -133,9 +133,12 @@ def postfix() -> Iterator[SubmissionPostfix]:
     """A running Postfix with AUTH (and its Dovecot auth service), stopped on exit."""
     auth = DovecotAuth.start()
     try:
-        # start() is a classmethod: the socket path goes on a subclass made for this run.
-        server_class = type("BenchPostfix", (SubmissionPostfix,), {"auth_socket": auth.socket_path})
-        server = server_class.start()
+        socket_path = auth.socket_path
+
+        class BenchPostfix(SubmissionPostfix):  # start() is a classmethod: a class per run
+            auth_socket = socket_path
+
+        server = BenchPostfix.start()
         try:
             yield server
         finally:
