@@ -45,6 +45,7 @@ SENDER = "sender@example.org"
 SINK_RECIPIENT = "rcpt@example.org"
 CLIENT_TIMEOUT = 30.0  # seconds, every client operation
 CHILD_TIMEOUT = 300  # seconds, one child process
+NEWLINE = b"\n"
 
 # (client, api) pairs.  "one at a time" APIs are compared with the bare client that sends
 # one transaction at a time, the batch API with the bare client that pipelines across
@@ -496,13 +497,17 @@ def trace_case(spec: Spec, upstream: tuple[str, int], rtt: float) -> None:
         return
     t0 = trace[0][0]
     for when, side, data in trace:
-        what = (
-            "<EOF>"
-            if data is None
-            else repr(data[:100]) + (f" (+{len(data) - 100} bytes)" if len(data) > 100 else "")
-        )
         arrow = "C->S" if side == "C" else "S->C"
-        print(f"{(when - t0) / rtt:7.2f} RTT  {arrow}  {what}")
+        if data is None:
+            print(f"{(when - t0) / rtt:7.2f} RTT  {arrow}  <EOF>")
+            continue
+        # What a chunk holds: transactions started (MAIL) or replies, then its start.
+        if side == "C":
+            summary = f"{data.lower().count(b'mail from:')} MAIL"
+        else:
+            summary = f"{data.count(NEWLINE)} replies"
+        start = repr(data[:50])
+        print(f"{(when - t0) / rtt:7.2f} RTT  {arrow}  {len(data):6d} bytes  {summary:10s} {start}")
 
 
 def main() -> int:
