@@ -424,7 +424,7 @@ def report(res: Results, cases: list[Case], counts: dict[str, int]) -> str:
             [
                 "",
                 f"Whole sessions against Postfix, connect ... QUIT with one message: round "
-                f"trips per session (median of {counts['session']} per run)",
+                f"trips per session ({counts['session']} sessions per run, median over runs)",
                 "",
                 "| " + " | ".join(head) + " |",
                 "|" + "---|" * len(head),
