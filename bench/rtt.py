@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import smtplib
@@ -551,8 +552,20 @@ def main() -> int:
     res = Results(rtt)
     crashed = False
     started = time.monotonic()
-    with servers.postfix() as pf, servers.sink(HOST) as sink_port:
-        upstream = {"postfix": (pf.host, pf.port), "sink": (HOST, sink_port)}
+    wanted = {c.server for c in cases}
+    if args.trace:
+        parts = args.trace.split("/")
+        if len(parts) != 4 or parts[1] not in SERVER_LABEL:
+            ap.error("--trace MODE/SERVER/CLIENT/API, e.g. open/postfix/smtpx/deliver")
+        wanted = {parts[1]}
+    with contextlib.ExitStack() as stack:
+        upstream: dict[str, tuple[str, int]] = {}
+        ca_file = ""
+        if "postfix" in wanted:
+            pf = stack.enter_context(servers.postfix())
+            upstream["postfix"], ca_file = (pf.host, pf.port), str(pf.ca_file)
+        if "sink" in wanted:
+            upstream["sink"] = (HOST, stack.enter_context(servers.sink(HOST)))
         recipient = {"postfix": servers.RECIPIENT, "sink": SINK_RECIPIENT}
 
         def spec(case: Case, port: int) -> Spec:
@@ -562,16 +575,16 @@ def main() -> int:
                 port,
                 recipient[case.server],
                 count,
-                str(pf.ca_file),
+                ca_file,
                 servers.AUTH_USER,
                 servers.AUTH_PASSWORD,
             )
 
         if args.trace:
-            wanted = Case(*args.trace.split("/"))
-            trace_case(spec(wanted, 0), upstream[wanted.server], rtt)
+            traced = Case(*args.trace.split("/"))
+            trace_case(spec(traced, 0), upstream[traced.server], rtt)
             return 0
-        proxies = {s: proxy.DelayProxy(upstream[s], rtt) for s in args.server}
+        proxies = {s: proxy.DelayProxy(upstream[s], rtt) for s in wanted}
         for p in proxies.values():
             p.start()
         try:
