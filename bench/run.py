@@ -256,6 +256,13 @@ def maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (every thread): on a shared VM it
+    varies far less from run to run than a rate does."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(name: str, workload: str, port: int, quick: bool) -> None:
     import asyncio
 
@@ -289,11 +296,17 @@ def child(name: str, workload: str, port: int, quick: bool) -> None:
     once(warm=True)
     gc.collect()
     base_rss = maxrss_bytes()
+    cpu_before = cpu_seconds()
     units, secs = once(warm=False)
-    result = {"units": units, "seconds": secs}
+    cpu = cpu_seconds() - cpu_before
+    result: dict[str, Any] = {"units": units, "seconds": secs, "smtpx": smtpx.__file__}
     if workload == "large":
         result["extra_rss"] = maxrss_bytes() - base_rss
         result["msg_bytes"] = len(ctx["large"])
+        result["messages"] = units // len(ctx["large"])
+    else:
+        result["messages"] = units
+    result["cpu"] = cpu  # user + system seconds of this process, all its threads
     print(json.dumps(result))
 
 
@@ -373,14 +386,28 @@ def start_sink(exe: str, log: Any, pin: bool) -> tuple[subprocess.Popen[bytes], 
     raise RuntimeError(f"smtp-sink did not start: {log.read().decode(errors='replace')}")
 
 
-def run_child(name: str, workload: str, port: int, quick: bool, pin: bool) -> dict[str, Any]:
+def run_child(
+    name: str, workload: str, port: int, quick: bool, pin: bool, src: str | None = None
+) -> dict[str, Any]:
+    """Run one child; ``src``: the directory that holds the ``smtpx`` package it imports
+    (first on its PYTHONPATH), by default whatever this process's environment gives."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", name, workload, str(port)]
     if quick:
         cmd.append("--quick")
+    env = None
+    if src is not None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
     preexec = (lambda: os.sched_setaffinity(0, {0})) if pin else None
     try:
         p = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=300, preexec_fn=preexec, check=False
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=preexec,
+            check=False,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         return {"error": "timed out after 300 s"}
@@ -412,6 +439,40 @@ def rate(r: dict[str, Any], workload: str) -> float:
 
 def fmt_rate(x: float) -> str:
     return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
+
+
+def cpu_per_message(r: dict[str, Any]) -> float:
+    """CPU seconds (user + system) per message (per session for ``sessions``)."""
+    return float(r["cpu"]) / max(1, int(r["messages"]))
+
+
+def fmt_cpu(seconds: float, workload: str) -> str:
+    return f"{seconds * 1e3:,.1f} ms" if workload == "large" else f"{seconds * 1e6:,.0f} us"
+
+
+def cpu_table(
+    results: dict[tuple[str, str], list[dict[str, Any]]], workloads: list[str], clients: list[str]
+) -> list[str]:
+    """CPU time per message next to the rates: median and min-max over the runs."""
+    lines = [
+        "",
+        "CPU time per message in the client process (user + system from getrusage, all "
+        "threads; median and min-max; large: per message of its size):",
+        "",
+        "| workload | " + " | ".join(clients) + " |",
+        "|" + "---|" * (len(clients) + 1),
+    ]
+    for w in workloads:
+        cells = []
+        for c in clients:
+            ok = [cpu_per_message(r) for r in results.get((w, c), []) if "cpu" in r]
+            cells.append(
+                f"{fmt_cpu(statistics.median(ok), w)} ({fmt_cpu(min(ok), w)}-{fmt_cpu(max(ok), w)})"
+                if ok
+                else "-"
+            )
+        lines.append(f"| {w} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def report(
@@ -446,6 +507,8 @@ def report(
         row += [ratio(median_rate(w, c), base) for c in others]
         row += [ratio(median_rate(w, c), median_rate(w, "aiosmtplib")) for c in by_aiosmtplib]
         lines.append("| " + " | ".join(row) + " |")
+
+    lines += cpu_table(results, workloads, clients)
 
     # Absolute medians and spread, for judging noise.
     lines += ["", "Median (min-max) per client:", ""]
@@ -484,6 +547,117 @@ def report(
     return "\n".join(lines)
 
 
+BASE = "@base"  # suffix of a client name run from the --baseline tree
+
+
+def measure(
+    clients: list[str],
+    workloads: list[str],
+    runs: int,
+    quick: bool,
+    pin: bool,
+    sources: dict[str, str | None],
+) -> tuple[dict[tuple[str, str], list[dict[str, Any]]], bool]:
+    """Every (workload, client) once per round, the client order rotated from round to
+    round; ``sources[client]`` is the smtpx source tree its child imports (None: the
+    environment's)."""
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    crashed = False
+    started = time.monotonic()
+    with smtp_sink(pin) as port:
+        for rnd in range(runs):
+            order = clients[rnd % len(clients) :] + clients[: rnd % len(clients)]
+            for w in workloads:
+                for c in order:
+                    if c in CEILING and w not in ceiling.WORKLOADS:
+                        continue
+                    r = run_child(c.removesuffix(BASE), w, port, quick, pin, sources.get(c))
+                    results.setdefault((w, c), []).append(r)
+                    if "error" in r:
+                        crashed = True
+                        print(f"  {w} {c}: ERROR {r['error']}", file=sys.stderr)
+            print(
+                f"round {rnd + 1}/{runs} done ({time.monotonic() - started:.0f} s)",
+                file=sys.stderr,
+            )
+    return results, crashed
+
+
+def baseline_report(
+    results: dict[tuple[str, str], list[dict[str, Any]]],
+    workloads: list[str],
+    clients: list[str],
+) -> str:
+    """This tree against the baseline tree, per client: rates, CPU, and for large the
+    extra peak memory.  Ratios are this tree / baseline (rate > 1: faster; CPU < 1: less
+    work)."""
+
+    def ok(w: str, c: str) -> list[dict[str, Any]]:
+        return [r for r in results.get((w, c), []) if "error" not in r]
+
+    def med(values: list[float]) -> float | None:
+        return statistics.median(values) if values else None
+
+    def paired(w: str, c: str) -> list[float]:
+        # Round k of this tree against round k of the baseline: both ran in that round.
+        mine, base = results.get((w, c), []), results.get((w, c + BASE), [])
+        return [
+            rate(a, w) / rate(b, w)
+            for a, b in zip(mine, base, strict=False)
+            if "error" not in a and "error" not in b
+        ]
+
+    lines = [
+        "| workload | client | this tree | baseline | this / baseline | per-round ratios "
+        "| CPU/msg this | CPU/msg baseline | CPU this / baseline |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for w in workloads:
+        for c in clients:
+            if c.endswith(BASE):
+                continue
+            mine = med([rate(r, w) for r in ok(w, c)])
+            base = med([rate(r, w) for r in ok(w, c + BASE)])
+            rounds = paired(w, c)
+            cpu_mine = med([cpu_per_message(r) for r in ok(w, c)])
+            cpu_base = med([cpu_per_message(r) for r in ok(w, c + BASE)])
+            unit = UNIT.get(w, "msg/s")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        w,
+                        c,
+                        f"{fmt_rate(mine)} {unit}" if mine else "-",
+                        f"{fmt_rate(base)} {unit}" if base else "-",
+                        f"{mine / base:.3f}" if mine and base else "-",
+                        f"{min(rounds):.2f}-{max(rounds):.2f}" if rounds else "-",
+                        fmt_cpu(cpu_mine, w) if cpu_mine is not None else "-",
+                        fmt_cpu(cpu_base, w) if cpu_base is not None else "-",
+                        f"{cpu_mine / cpu_base:.3f}" if cpu_mine and cpu_base else "-",
+                    ]
+                )
+                + " |"
+            )
+    if "large" in workloads:
+        lines += [
+            "",
+            "Large message: extra peak RSS while sending (median):",
+            "",
+            "| client | this tree | baseline |",
+            "|---|---|---|",
+        ]
+        for c in clients:
+            if c.endswith(BASE):
+                continue
+            cells = []
+            for name in (c, c + BASE):
+                rss = med([float(r["extra_rss"]) for r in ok("large", name)])
+                cells.append("-" if rss is None else f"{rss / MB:.1f} MB")
+            lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="counts / 10, for a smoke run")
@@ -491,6 +665,11 @@ def main() -> int:
     ap.add_argument("--pin", action="store_true", help="sink on CPU 1, clients on CPU 0")
     ap.add_argument("--workload", nargs="+", choices=WORKLOADS, default=None)
     ap.add_argument("--client", nargs="+", choices=CLIENTS + CEILING, default=None, help="subset")
+    ap.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="compare smtpx from this tree with smtpx from SRC (a tree's src/ directory)",
+    )
     ap.add_argument("--json", metavar="PATH", help="also write every run's raw result here")
     ap.add_argument("--child", nargs=3, metavar=("CLIENT", "WORKLOAD", "PORT"), help="internal")
     args = ap.parse_args()
@@ -501,50 +680,54 @@ def main() -> int:
         return 0
 
     runs = max(1, args.runs if args.runs is not None else (3 if args.quick else 5))
-    workloads = expand(args.workload or WORKLOADS)
-    clients = [
-        c
-        for c in available_clients()
-        if (c in args.client if args.client is not None else c not in CEILING)
-    ]
-    if "smtplib" not in clients:
-        clients.insert(0, "smtplib")  # the baseline is always measured
-    if AsyncSMTP is None:
-        print("note: smtpx._async.AsyncSMTP not importable; skipping smtpx-async", file=sys.stderr)
     if args.pin and (os.cpu_count() or 1) < 2:
         print("note: fewer than 2 CPUs, --pin ignored", file=sys.stderr)
         args.pin = False
-
     sz = sizes(args.quick)
-    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    crashed = False
-    started = time.monotonic()
-    with smtp_sink(args.pin) as port:
-        for rnd in range(runs):
-            # Interleave: every client once per round, order rotated from round to round.
-            order = clients[rnd % len(clients) :] + clients[: rnd % len(clients)]
-            for w in workloads:
-                for c in order:
-                    if c in CEILING and w not in ceiling.WORKLOADS:
-                        continue
-                    r = run_child(c, w, port, args.quick, args.pin)
-                    results.setdefault((w, c), []).append(r)
-                    if "error" in r:
-                        crashed = True
-                        print(f"  {w} {c}: ERROR {r['error']}", file=sys.stderr)
+    mode = "quick" if args.quick else "full"
+    setting = (
+        f"smtp-sink on loopback, {mode} sizes, median of {runs} interleaved runs, "
+        f"{'client pinned to CPU 0, sink to CPU 1' if args.pin else 'unpinned'}; "
+        f"Python {sys.version.split()[0]}, aiosmtplib {aiosmtplib.__version__}"
+    )
+
+    if args.baseline:
+        this_src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+        base_src = os.path.abspath(args.baseline)
+        if not os.path.exists(os.path.join(base_src, "smtpx", "__init__.py")):
+            ap.error(f"--baseline {args.baseline}: no smtpx package there (give a tree's src/)")
+        workloads = expand(args.workload or ["small", "fanout", "large"])
+        mine = [c for c in ("smtpx", "smtpx-async") if args.client is None or c in args.client]
+        if not mine:
+            ap.error("--baseline compares smtpx and smtpx-async: name one of them in --client")
+        clients = [name for c in mine for name in (c, c + BASE)]
+        sources: dict[str, str | None] = {
+            c: base_src if c.endswith(BASE) else this_src for c in clients
+        }
+        results, crashed = measure(clients, workloads, runs, args.quick, args.pin, sources)
+        print(f"\n{setting}.\nThis tree: {this_src}\nBaseline:  {base_src}")
+        for c in clients:  # what the children really imported, not what was asked
+            paths = {r["smtpx"] for w in workloads for r in results.get((w, c), []) if "smtpx" in r}
+            print(f"  {c} imported {', '.join(sorted(paths)) or '(no successful run)'}")
+        print()
+        print(baseline_report(results, workloads, clients))
+    else:
+        workloads = expand(args.workload or WORKLOADS)
+        clients = [
+            c
+            for c in available_clients()
+            if (c in args.client if args.client is not None else c not in CEILING)
+        ]
+        if "smtplib" not in clients:
+            clients.insert(0, "smtplib")  # the baseline is always measured
+        if AsyncSMTP is None:
             print(
-                f"round {rnd + 1}/{runs} done ({time.monotonic() - started:.0f} s)",
+                "note: smtpx._async.AsyncSMTP not importable; skipping smtpx-async",
                 file=sys.stderr,
             )
-
-    mode = "quick" if args.quick else "full"
-    print(
-        f"\nsmtp-sink on loopback, {mode} sizes, median of {runs} interleaved runs, "
-        f"{'client pinned to CPU 0, sink to CPU 1' if args.pin else 'unpinned'}; "
-        f"Python {sys.version.split()[0]}, aiosmtplib {aiosmtplib.__version__}, "
-        f"smtpx {smtpx.__version__}. Ratios > 1 mean faster than smtplib.\n"
-    )
-    print(report(results, workloads, clients, sz))
+        results, crashed = measure(clients, workloads, runs, args.quick, args.pin, {})
+        print(f"\n{setting}, smtpx {smtpx.__version__}. Ratios > 1 mean faster than smtplib.\n")
+        print(report(results, workloads, clients, sz))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({f"{w} {c}": v for (w, c), v in results.items()}, f, indent=1)
