@@ -633,6 +633,7 @@ def test_421_at_a_mail_midway(driver: str, offer: tuple[bytes, ...]) -> None:
     assert queue_ids(done.entries)[:2] == ["Q0", "Q1"]
     for entry in done.entries[2:]:
         assert isinstance(entry, smtpx.SMTPNotAttempted), entry
+    assert done.entries[2].result.reply.code == 421  # type: ignore[union-attr]
     assert delivered(server) == [0, 1]
     assert mails(server) == [0, 1, 2]  # nothing after the 421 was taken
     assert sent_once(server)
