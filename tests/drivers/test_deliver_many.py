@@ -186,6 +186,8 @@ class Server:
                 else:
                     body += chunk
                     self._reply(peer, b"250 2.0.0 chunk received")
+            elif verb == b"NOOP":
+                self._reply(peer, b"250 2.0.0 ok")
             elif verb == b"RSET":
                 index = None
                 self._reply(peer, b"250 2.0.0 reset")
@@ -264,6 +266,8 @@ class Run:
     writes: list[bytes]  # every write of deliver_many, in order
     pipeline_after_content: bool
     closed: bool  # deliver_many closed the connection
+    error: Exception | None = None  # what deliver_many raised, with raises=True
+    noop: tuple[int, bytes] | None = None  # the reply to a NOOP after it, with raises=True
 
 
 def run(
@@ -272,17 +276,19 @@ def run(
     items: Iterable[Any],
     *,
     ehlo: bool = True,
+    raises: bool = False,
     **kwargs: Any,
 ) -> Run:
     """Connect with *driver* (EHLO first unless not *ehlo*), run ``deliver_many(items,
-    **kwargs)`` while recording its writes, close.  A failed assert in the server is
+    **kwargs)`` while recording its writes, close.  *raises*: deliver_many is expected to
+    raise; keep its exception and say NOOP afterwards.  A failed assert in the server is
     raised in preference to the client's exception."""
     failure: Exception | None = None
     outcome: Run | None = None
     try:
         with scripted_server(server) as (port, _):
             try:
-                outcome = _run_client(driver, port, server.lmtp, ehlo, items, kwargs)
+                outcome = _run_client(driver, port, server.lmtp, ehlo, raises, items, kwargs)
             except Exception as exc:
                 failure = exc
     except AssertionError:
@@ -297,10 +303,19 @@ def run(
 
 
 def _run_client(
-    driver: str, port: int, lmtp: bool, ehlo: bool, items: Iterable[Any], kwargs: dict[str, Any]
+    driver: str,
+    port: int,
+    lmtp: bool,
+    ehlo: bool,
+    raises: bool,
+    items: Iterable[Any],
+    kwargs: dict[str, Any],
 ) -> Run:
     global _writes
     writes: list[bytes] = []
+    error: Exception | None = None
+    noop = None
+    entries: list[smtpx.SendResult | Exception] = []
     if driver == "sync":
         client = (smtpx.LMTP if lmtp else smtpx.SMTP)("127.0.0.1", port, **CLIENT)
         try:
@@ -309,15 +324,22 @@ def _run_client(
             _writes = writes
             try:
                 entries = client.deliver_many(items, **kwargs)
+            except Exception as exc:
+                if not raises:
+                    raise
+                error = exc
             finally:
                 _writes = None
             flag, closed = client._pipeline_after_content, client.sock is None
+            if raises:
+                noop = client.noop()
         finally:
             client.close()
-        return Run(entries, writes, flag, closed)
+        return Run(entries, writes, flag, closed, error, noop)
 
     async def main() -> Run:
         global _writes
+        nonlocal error, noop, entries
         client = (smtpx.AsyncLMTP if lmtp else smtpx.AsyncSMTP)("127.0.0.1", port, **CLIENT)
         await client.connect()
         try:
@@ -326,12 +348,18 @@ def _run_client(
             _writes = writes
             try:
                 entries = await client.deliver_many(items, **kwargs)
+            except Exception as exc:
+                if not raises:
+                    raise
+                error = exc
             finally:
                 _writes = None
             flag, closed = client._pipeline_after_content, client.sock is None
+            if raises:
+                noop = await client.noop()
         finally:
             await client.close()
-        return Run(entries, writes, flag, closed)
+        return Run(entries, writes, flag, closed, error, noop)
 
     return asyncio.run(main())
 
@@ -621,6 +649,39 @@ def test_empty_batch(driver: str, quit: bool) -> None:
     assert done.entries == []
     assert done.writes == [b"ehlo client.test\r\n"] + ([b"quit\r\n"] if quit else [])
     assert server.quit is quit and done.closed is quit
+
+
+class Broken(Exception):
+    pass
+
+
+@pytest.mark.parametrize("offer", [PIPELINING, CHUNKING], ids=["data", "bdat"])
+def test_items_failing_midway(driver: str, offer: tuple[bytes, ...]) -> None:
+    """The caller's iterable fails: every item it gave is still sent and settled, so the
+    session stays in step, then its error propagates."""
+
+    def items() -> Iterator[tuple[bytes, str, list[str]]]:
+        yield from [item(0), item(1), item(2)]
+        raise Broken("the caller's iterator failed")
+
+    server = Server(offer)
+    done = run(driver, server, items(), window=2, raises=True)
+    assert isinstance(done.error, Broken)
+    assert delivered(server) == [0, 1, 2] and sent_once(server)
+    assert done.noop == (250, b"2.0.0 ok")  # the next command is answered as usual
+
+
+def test_not_iterable(driver: str) -> None:
+    server = Server(CHUNKING)
+    done = run(driver, server, 42, raises=True)  # type: ignore[arg-type]
+    assert isinstance(done.error, TypeError)
+    assert done.writes == [] and done.noop == (250, b"2.0.0 ok")
+
+
+def test_window_below_one(driver: str) -> None:
+    done = run(driver, Server(CHUNKING), [item(0)], window=0, raises=True)
+    assert isinstance(done.error, ValueError) and "window" in str(done.error)
+    assert done.writes == [] and done.noop == (250, b"2.0.0 ok")
 
 
 # ------------------------------------------------------------------ 5. failures mid-batch
