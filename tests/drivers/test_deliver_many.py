@@ -130,6 +130,9 @@ class Server:
 
     def __call__(self, peer: Peer) -> None:
         self.received = peer.received
+        # Each reply is its own send: without this, Nagle's algorithm holds one back
+        # until the client's delayed acknowledgement (40 ms a message).
+        peer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         greet(peer, *self.offer, lmtp=self.lmtp)
         try:
             self._serve(peer)
@@ -190,7 +193,7 @@ class Server:
                 self._reply(peer, b"250 2.0.0 ok")
             elif verb == b"RSET":
                 index = None
-                self._reply(peer, b"250 2.0.0 reset")
+                self._reply(peer, self.replies.get(("rset",), b"250 2.0.0 reset"))
             elif verb == b"QUIT":
                 self.quit = True
                 self._reply(peer, b"221 2.0.0 bye")
@@ -277,6 +280,7 @@ def run(
     *,
     ehlo: bool = True,
     raises: bool = False,
+    timeout: float = CLIENT["timeout"],
     **kwargs: Any,
 ) -> Run:
     """Connect with *driver* (EHLO first unless not *ehlo*), run ``deliver_many(items,
@@ -288,7 +292,8 @@ def run(
     try:
         with scripted_server(server) as (port, _):
             try:
-                outcome = _run_client(driver, port, server.lmtp, ehlo, raises, items, kwargs)
+                args = (driver, port, server.lmtp, ehlo, raises, timeout, items, kwargs)
+                outcome = _run_client(*args)
             except Exception as exc:
                 failure = exc
     except AssertionError:
@@ -308,6 +313,7 @@ def _run_client(
     lmtp: bool,
     ehlo: bool,
     raises: bool,
+    timeout: float,
     items: Iterable[Any],
     kwargs: dict[str, Any],
 ) -> Run:
@@ -317,7 +323,8 @@ def _run_client(
     noop = None
     entries: list[smtpx.SendResult | Exception] = []
     if driver == "sync":
-        client = (smtpx.LMTP if lmtp else smtpx.SMTP)("127.0.0.1", port, **CLIENT)
+        options = {**CLIENT, "timeout": timeout}
+        client = (smtpx.LMTP if lmtp else smtpx.SMTP)("127.0.0.1", port, **options)
         try:
             if ehlo:
                 client.ehlo_or_helo_if_needed()
@@ -340,7 +347,8 @@ def _run_client(
     async def main() -> Run:
         global _writes
         nonlocal error, noop, entries
-        client = (smtpx.AsyncLMTP if lmtp else smtpx.AsyncSMTP)("127.0.0.1", port, **CLIENT)
+        options = {**CLIENT, "timeout": timeout}
+        client = (smtpx.AsyncLMTP if lmtp else smtpx.AsyncSMTP)("127.0.0.1", port, **options)
         await client.connect()
         try:
             if ehlo:
@@ -731,6 +739,42 @@ def test_421_instead_of_a_final_reply(driver: str, offer: tuple[bytes, ...]) -> 
     assert delivered(server) == [0]
     assert mails(server) == [0, 1]  # nothing after the 421 was taken
     assert sent_once(server)
+
+
+def test_421_to_the_rset_heading_a_group(driver: str) -> None:
+    """Message 0's refusal leaves an RSET due; it heads message 2's group, and the server
+    closes there: message 2 and the rest were never attempted."""
+    replies = {("final", 0): b"554 5.7.1 rejected", ("rset",): b"421 4.3.2 shutting down"}
+    server = Server(PIPELINING, replies=replies)
+    done = run(driver, server, [item(i) for i in range(4)])
+    assert done.writes == [
+        envelope(0),
+        content(0) + envelope(1),
+        content(1) + b"rset\r\n" + envelope(2),
+    ]
+    kinds = [type(e).__name__ for e in done.entries]
+    assert kinds == ["SMTPDataError", "SendResult", "SMTPNotAttempted", "SMTPNotAttempted"]
+    assert delivered(server) == [1] and sent_once(server)
+
+
+@pytest.mark.parametrize("offer", [PIPELINING, CHUNKING], ids=["data", "bdat"])
+def test_server_stops_answering(driver: str, offer: tuple[bytes, ...]) -> None:
+    """No final reply for message 1 within the timeout: the connection is cut; what was
+    sent is outcome unknown, the rest not attempted."""
+    server = Server(offer, stall_at=1)
+    done = run(driver, server, [item(i) for i in range(4)], window=2, timeout=0.5)
+    kinds = [type(e).__name__ for e in done.entries]
+    if offer == CHUNKING:  # 2 went out after 0's reply: its content too
+        assert kinds == [
+            "SendResult",
+            "SMTPOutcomeUnknown",
+            "SMTPOutcomeUnknown",
+            "SMTPNotAttempted",
+        ]
+    else:
+        assert kinds == ["SendResult", "SMTPOutcomeUnknown", "SMTPNotAttempted", "SMTPNotAttempted"]
+    assert isinstance(done.entries[1].__cause__, smtpx.SMTPTimeoutError)
+    assert done.closed and delivered(server) == [0]
 
 
 # ------------------------------------------------------------------ 6. quit=True
