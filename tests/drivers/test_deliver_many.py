@@ -109,7 +109,8 @@ class Server:
 
     *replies* keys: ``("mail", i)``, ``("rcpt", i, address)``, ``("data", i)`` (the reply
     to DATA), ``("final", i)`` after the content (LMTP: ``("final", i, address)``), for
-    message *i* (its sender ``s<i>@client.test``).  A 421 reply closes the session; DROP
+    message *i* (its sender ``s<i>@client.test``), and ``("rset",)`` for every RSET.  A
+    421 reply closes the session; DROP
     closes the connection without a reply.  *haraka*: answer ``503`` to every command
     received after the end of DATA and before its reply, as Haraka does.
     """
@@ -119,7 +120,7 @@ class Server:
     lmtp: bool = False
     haraka: bool = False
     stall_at: int | None = None  # never answer message i's content; wait for EOF
-    commands: list[bytes] = field(default_factory=list)  # every command line, in order
+    commands: list[bytes] = field(default_factory=list)  # every command answered, in order
     delivered: list[tuple[int, tuple[str, ...], bytes]] = field(default_factory=list)
     pending: dict[int, bytes] = field(default_factory=dict)  # see _final
     refused_after_data: list[bytes] = field(default_factory=list)
