@@ -526,8 +526,20 @@ def deliver_many(
     if window < 1:
         raise ValueError("window must be at least 1")
 
+    iterator = iter(items)
+    failed: list[Exception] = []
+
     def jobs() -> Iterator[Job | BaseException]:
-        for item in items:
+        while True:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:
+                # The caller's iterable failed: end the batch there, so that what is in
+                # flight is settled and the session stays in step; then raise it.
+                failed.append(exc)
+                return
             try:
                 if isinstance(item, tuple):
                     message, sender, recipients = item
@@ -540,6 +552,8 @@ def deliver_many(
     outcomes = yield from _engine.transact(
         client, jobs(), window=window, quit=quit, graph=not graph_intact(client)
     )
+    if failed:
+        raise failed[0]
     return [
         _outcomes.entry(o, client._lmtp) if isinstance(o, _engine.Outcome) else _as_exc(o)
         for o in outcomes

@@ -104,6 +104,11 @@ def entry(outcome: Outcome, lmtp: bool, single: bool = False) -> SendResult | Ex
     if outcome.lost is Lost.NOT_ATTEMPTED or mail is None or last is None:
         lost = _lost(outcome, "the message was not sent: the connection was closed first")
         return lost if last is None else _with_result(lost, results, last)
+    if mail.code == 421 and not single:
+        # The server closed instead of taking the transaction (RFC 5321 section 3.8): in a
+        # batch that is "not attempted", safe to send again (docs/sending.md); deliver()
+        # keeps smtplib's SMTPSenderRefused(421).
+        return _with_result(_lost(outcome, "the server closed (421) at its MAIL"), results, mail)
     if mail.code != 250:
         return _with_result(SMTPSenderRefused(mail.code, mail.message, job.sender), results, mail)
     if outcome.lost is Lost.UNKNOWN and len(rcpts) < len(job.recipients):

@@ -227,6 +227,11 @@ def plan_delivery(
     """``deliver()``'s transaction for *message*; raises before anything is sent when the
     server cannot do what the message or the caller needs."""
     if isinstance(message, email.message.Message):
+        if sender is None and not any(
+            name in message for name in ("From", "Sender", "Resent-From", "Resent-Sender")
+        ):
+            # smtplib's send_message would send MAIL FROM:<None> here.
+            raise ValueError("the message has no From header: give deliver() a sender")
         sender, found = envelope_from_headers(message, sender, None if recipients is None else [])
         if recipients is None:
             recipients = found

@@ -757,3 +757,18 @@ def test_lmtp_connection_lost_between_replies(driver: str) -> None:
     result = caught.value.result
     assert isinstance(result, smtpx.SendResult)
     assert [r.address for r in result.recipients] == [A, B]
+
+
+def test_message_without_from_needs_a_sender(driver: str) -> None:
+    """smtplib's send_message would send ``MAIL FROM:<None>``; deliver() refuses before
+    anything is sent."""
+    msg = EmailMessage()
+    msg["To"] = A
+    msg.set_content("no From header\n")
+
+    def server(peer: Peer) -> None:
+        greet(peer, b"PIPELINING")
+        assert peer.readline() == b""  # nothing after EHLO
+
+    with pytest.raises(ValueError, match="no From header"):
+        deliver(driver, server, msg)

@@ -216,7 +216,7 @@ def test_authenticated_submission_is_delivered(
     token = new_token()
     sent = make_message(token)
     assert tls_client.sendmail(SENDER, [ALICE], sent) == {}
-    submission.mailbox(ALICE).wait_for_intact(token, sent)
+    submission.mailbox(ALICE).wait_for_intact(token, sent, sender=SENDER)
 
 
 def test_smtps_port_login(submission: SubmissionServer) -> None:

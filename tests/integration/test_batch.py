@@ -272,13 +272,13 @@ def check_mailboxes(target: Target, batch: list[Item]) -> None:
     mailboxes = target.mailboxes()
     for item in batch:
         for address in item.delivered_to:
-            delivered = mailboxes[address].wait_for(item.token)  # fails on a duplicate
+            delivered = mailboxes[address].wait_for(item.token, sender=item.sender)  # one only
             headers = BytesParser(policy=policy.default).parsebytes(delivered, headersonly=True)
             assert headers["Return-Path"] == f"<{item.sender}>", (item.index, address)
             assert headers["Delivered-To"] == address, (item.index, address)
             assert b"\n.a dotted line\n" in to_lf(delivered), item.index
             if item.sent is not None:
-                mailboxes[address].wait_for_intact(item.token, item.sent)
+                mailboxes[address].wait_for_intact(item.token, item.sent, sender=item.sender)
     # All expected messages are in: now no mailbox may hold one more (a duplicate, or a
     # refused message) than expected.
     want = {address: Counter[str]() for address in mailboxes}
