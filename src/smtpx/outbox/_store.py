@@ -207,11 +207,13 @@ class Store:
                 " sending = 0, attempts = attempts + 1, updated = ?"
                 " WHERE id IN (SELECT id FROM messages WHERE state IN ('queued', 'deferred')"
                 " AND next_attempt <= ? ORDER BY priority DESC, next_attempt, id LIMIT ?)"
-                " RETURNING id, attempts, sender, content",
+                " RETURNING id, attempts, sender, content, priority, next_attempt",
                 (token, now + lease, now, now, limit),
             ).fetchall()
             claimed = []
-            for message, attempt, sender, content in sorted(rows):
+            # RETURNING gives no order: send in the order the claim chose.
+            rows.sort(key=lambda row: (-row[4], row[5], row[0]))
+            for message, attempt, sender, content, _, _ in rows:
                 due = []
                 for idx, address, notify, orcpt, state, at in db.execute(
                     "SELECT idx, address, notify, orcpt, state, next_attempt FROM recipients"
