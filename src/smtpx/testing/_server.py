@@ -295,7 +295,7 @@ class SinkServer:
             >>> with SinkServer() as server:
             ...     server.fault(Fault(at="RCPT", nth=2, reply="452 4.5.3 Too many recipients"))
             ...     with smtpx.SMTP(server.host, server.port, "localhost") as client:
-            ...         result = client.deliver(b"hi\r\n", "a@x.org", ["b@x.org", "c@x.org"])
+            ...         result = client.deliver(b"hi\\r\\n", "a@x.org", ["b@x.org", "c@x.org"])
             >>> [(r.address, r.status) for r in result.recipients]
             [('b@x.org', 'accepted'), ('c@x.org', 'deferred')]
         """
