@@ -97,7 +97,16 @@ class ServerFactory(Protocol):
 
 def _start(options: dict[str, Any]) -> SinkServer:
     # Imported here, not at the top: see the module's docstring.
-    from smtpx.testing import SinkServer
+    try:
+        from smtpx.testing import SinkServer
+    except ImportError as exc:
+        missing = str(exc)
+    else:
+        missing = ""
+    if missing:
+        # Outside the except block, so the report is the message alone: it names the
+        # extra to install, and a traceback through smtpx.testing would add nothing.
+        pytest.fail(missing, pytrace=False)
 
     server = SinkServer(**options)
     server.start()
