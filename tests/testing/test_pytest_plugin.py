@@ -13,9 +13,11 @@ each run imported, and cryptography (under trustme) cannot be imported twice.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import textwrap
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -281,3 +283,28 @@ def test_without_the_testing_extra_pytest_still_runs(pytester: pytest.Pytester) 
         [r"smtpx\.testing needs aiosmtpd: install the extra with pip install 'smtpx\[testing\]'"]
     )
     assert "direct cause" not in result.stdout.str()  # the message alone
+
+
+# -- docs/testing.md ---------------------------------------------------------------------
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", GUIDE.read_text(encoding="utf-8"), re.DOTALL)
+TEST_FILES = [block for block in BLOCKS if "def test_" in block]
+
+
+def test_the_guide_has_examples() -> None:
+    assert len(TEST_FILES) >= 3
+    assert len(BLOCKS) > len(TEST_FILES)  # and the annotated Fault(...) block
+
+
+@pytest.mark.parametrize("source", TEST_FILES, ids=lambda s: re.findall(r"def (test_\w+)", s)[0])
+def test_the_guide_examples_pass(pytester: pytest.Pytester, source: str) -> None:
+    pytester.makepyfile(source)
+    result = run(pytester, *PLUGIN)
+    result.assert_outcomes(passed=source.count("\ndef test_"))
+
+
+def test_the_guide_fault_example_is_valid() -> None:
+    [block] = [block for block in BLOCKS if "def test_" not in block]
+    namespace: dict[str, object] = {}
+    exec(compile(block, str(GUIDE), "exec"), namespace)
