@@ -159,6 +159,8 @@ def test_plan_first_added_fault_wins_and_clear_forgets() -> None:
     assert plan.fired() == plan.pending() == []
     with pytest.raises(TypeError, match=r"smtpx\.testing\.Fault"):
         plan.add("451 no")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a list of Fault"):
+        SinkServer(faults=first)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

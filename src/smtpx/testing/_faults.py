@@ -221,6 +221,8 @@ class FaultPlan:
     """
 
     def __init__(self, faults: Iterable[Fault] = ()) -> None:
+        if isinstance(faults, Fault):
+            raise TypeError("faults= takes a list of Fault, e.g. faults=[Fault(...)]")
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._fired_counts: list[int] = []
