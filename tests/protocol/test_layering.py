@@ -51,6 +51,7 @@ LAYERS = {
     # The outbox: its policy (states, retry schedule) is pure, but its workers open
     # connections through the drivers (smtpx.connect) and sleep, so the package is L2.
     "outbox": 2,
+    "pytest_plugin": 3,
 }
 
 #: Modules that mean sockets, TLS or an event loop: only the drivers (L2) may use them.

@@ -26,8 +26,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         name=exc.name,
     ) from exc
 
+from ._faults import MAX_DELAY, Fault
 from ._handler import RcptFilter
 from ._message import SinkMessage
 from ._server import SinkServer
 
-__all__ = ["RcptFilter", "SinkMessage", "SinkServer"]
+__all__ = ["MAX_DELAY", "Fault", "RcptFilter", "SinkMessage", "SinkServer"]

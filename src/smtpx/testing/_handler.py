@@ -9,6 +9,8 @@ from typing import Any, TypeAlias
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from ._connection import FaultPoints
+from ._faults import Fault
 from ._message import SinkMessage
 
 __all__ = ["Mailbox", "RcptFilter", "SinkHandler", "make_authenticator", "to_predicate"]
@@ -165,6 +167,12 @@ class SinkHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         recipients = list(envelope.rcpt_tos)
+        # The content is in: the point where a dropped connection leaves the client not
+        # knowing whether the message was taken (RFC 5321 section 6.1's duplicate risk).
+        if isinstance(server, FaultPoints):
+            fault = await server.reach("CONTENT")
+            if fault is not None and fault.reply is not None:
+                return await self._faulted(server, session, envelope, fault)
         if self._lmtp:
             # RFC 2033 section 4.2: after the final dot, one reply per
             # recipient that was accepted at RCPT time, in RCPT order.
@@ -181,6 +189,20 @@ class SinkHandler:
         # aiosmtpd writes the status followed by CRLF, so joined replies go out
         # as separate reply lines in one write.
         return "\r\n".join(replies)
+
+    async def _faulted(
+        self, server: FaultPoints, session: Session, envelope: Envelope, fault: Fault
+    ) -> str:
+        assert fault.reply is not None and fault.code is not None
+        recipients = list(envelope.rcpt_tos)
+        # LMTP: the same reply for each recipient, so the client reads as many as it waits for.
+        status = "\r\n".join([fault.reply] * (len(recipients) if self._lmtp else 1))
+        if fault.code < 300 and recipients:
+            self._mailbox.add(self._record(server, session, envelope, recipients))
+        if fault.closes:
+            await server.push(status)
+            await server.hang_up()
+        return status
 
     @staticmethod
     def _record(

@@ -7,14 +7,16 @@ import logging
 import socket
 import ssl
 import threading
+import urllib.parse
 import weakref
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
+from ._connection import FaultyLMTP, FaultySMTP
+from ._faults import Fault, FaultPlan
 from ._handler import Mailbox, RcptFilter, SinkHandler, make_authenticator, to_predicate
 from ._message import SinkMessage
 from ._tls import ThrowawayCA
@@ -70,6 +72,7 @@ class SinkServer:
         hostname: the name in the greeting and the EHLO reply, also put in
             the certificate.
         data_size_limit: the SIZE the server advertises and enforces.
+        faults: scripted faults (see ``Fault``), as ``fault()`` adds them.
 
     Example:
         >>> import smtplib
@@ -95,6 +98,7 @@ class SinkServer:
         refuse_after_data: RcptFilter | None = None,
         hostname: str = "localhost",
         data_size_limit: int = 32 * 1024 * 1024,
+        faults: Iterable[Fault] = (),
     ) -> None:
         if require_starttls and not starttls:
             raise ValueError("require_starttls needs starttls=True")
@@ -111,6 +115,9 @@ class SinkServer:
         self._lmtp = lmtp
         self._hostname = hostname
         self._mailbox = Mailbox()
+        self._faults = FaultPlan(faults)
+        # For url: the first user, the one a test most likely means.
+        self._login = next(iter(auth.items()), None) if auth is not None else None
         self._ca = ThrowawayCA(_identities(hostname)) if uses_tls else None
         # One server context for all connections: SSLContext is thread-safe
         # and loading the key for every connection would be wasted work.
@@ -250,6 +257,69 @@ class SinkServer:
         """
         return self._mailbox.wait(count, timeout)
 
+    @property
+    def url(self) -> str:
+        """An ``smtpx.connect`` URL for this server, with the first ``auth`` user in it.
+
+        ``smtps://`` with implicit TLS, ``smtp+starttls://`` with STARTTLS, ``lmtp://``
+        for LMTP, else ``smtp://``. Pass ``context=server.client_context()`` for TLS;
+        the plain ones need ``policy="compat"``, since the strict policy wants TLS.
+
+        Example:
+            >>> server = SinkServer(starttls=True, auth={"me@example.org": "s3cret"})
+            >>> server.url
+            'smtp+starttls://me%40example.org:s3cret@127.0.0.1:0'
+        """
+        if self._implicit_tls:
+            scheme = "smtps"
+        elif self._starttls:
+            scheme = "smtp+starttls"
+        else:
+            scheme = "lmtp" if self._lmtp else "smtp"
+        userinfo = ""
+        if self._login is not None:
+            user, password = (urllib.parse.quote(part, safe="") for part in self._login)
+            userinfo = f"{user}:{password}@"
+        return f"{scheme}://{userinfo}{_LOOPBACK}:{self._port}"
+
+    # -- scripted faults -------------------------------------------------------
+
+    def fault(self, *faults: Fault) -> None:
+        """Add scripted faults; they apply to the connections' next steps, in order.
+
+        When several faults match a point, the first added fires (one per point).
+
+        Example:
+            >>> import smtpx
+            >>> from smtpx.testing import Fault
+            >>> with SinkServer() as server:
+            ...     server.fault(Fault(at="RCPT", nth=2, reply="452 4.5.3 Too many recipients"))
+            ...     with smtpx.SMTP(server.host, server.port, "localhost") as client:
+            ...         result = client.deliver(b"hi\\r\\n", "a@x.org", ["b@x.org", "c@x.org"])
+            >>> [(r.address, r.status) for r in result.recipients]
+            [('b@x.org', 'accepted'), ('c@x.org', 'deferred')]
+        """
+        self._faults.add(*faults)
+
+    def clear_faults(self) -> None:
+        """Remove every scripted fault and forget which fired."""
+        self._faults.clear()
+
+    @property
+    def fired_faults(self) -> list[Fault]:
+        """The faults that fired so far, in order (one entry per firing)."""
+        return self._faults.fired()
+
+    @property
+    def pending_faults(self) -> list[Fault]:
+        """The faults that can still fire."""
+        return self._faults.pending()
+
+    def reset(self) -> None:
+        """Forget received messages and scripted faults: a clean server for the next test."""
+        self._mailbox.clear()
+        self._faults.clear()
+
     def client_context(self) -> ssl.SSLContext:
         """A new client SSLContext that trusts this server's CA and checks host names.
 
@@ -275,11 +345,12 @@ class SinkServer:
 
     def _make_protocol(self) -> SMTP:
         # Called by the event loop for each new connection, in the server thread.
-        cls: Callable[..., SMTP] = LMTP if self._lmtp else SMTP
+        cls: Callable[..., SMTP] = FaultyLMTP if self._lmtp else FaultySMTP
         protocol = cls(
             self._handler,
             loop=asyncio.get_running_loop(),
             tls_context=self._tls_context if self._starttls else None,
+            faults=self._faults,
             **self._smtp_kwargs,
         )
         self._protocols.add(protocol)
