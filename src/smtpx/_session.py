@@ -27,7 +27,10 @@ __all__ = ["Credentials", "TokenProvider", "open_session", "secure"]
 def open_session(
     client: Client, endpoint: Endpoint, policy: str, context: object, credentials: Credentials
 ) -> Flow[None]:
-    """After the greeting: EHLO, STARTTLS as the URL and the policy require, then the login."""
+    """After the greeting: EHLO, STARTTLS as the URL and the policy require, then the login.
+    EHLO always comes first, so that a server refusing the session (a 421 to EHLO) is
+    refused here rather than at the first message."""
+    yield Invoke(lambda c: c.ehlo_or_helo_if_needed())
     yield from secure(client, endpoint, policy, context)
     if credentials.given:
         yield from _login.login(client, credentials, policy)
