@@ -412,3 +412,43 @@ def test_buffered_code_after_discard() -> None:
     parser.discard()
     assert parser.buffered_code() is None
     assert not parser.has_buffered
+
+
+def test_data_after_354_is_refused() -> None:
+    """A reply that arrives with the 354 cannot answer the content, which is not sent yet:
+    taken as the final reply it would fake a delivery (reply injection)."""
+    conn = ClientConnection()
+    conn.receive_data(b"220 ready\r\n")
+    assert conn.next_event().code == 220
+    conn.send(Command.ehlo("client.test"))
+    conn.receive_data(b"250 hi\r\n")
+    conn.next_event()
+    conn.send(Command.mail("a@example.org"))
+    conn.receive_data(b"250 ok\r\n")
+    conn.next_event()
+    conn.send(Command.rcpt("b@example.org"))
+    conn.receive_data(b"250 ok\r\n")
+    conn.next_event()
+    conn.send(Command.data())
+    conn.receive_data(b"354 go ahead\r\n250 2.0.0 queued as FAKE\r\n")
+    with pytest.raises(RemoteProtocolError, match="after its 354"):
+        conn.next_event()
+
+
+def test_354_alone_starts_the_content() -> None:
+    conn = ClientConnection()
+    conn.receive_data(b"220 ready\r\n")
+    conn.next_event()
+    conn.send(Command.ehlo("client.test"))
+    conn.receive_data(b"250 hi\r\n")
+    conn.next_event()
+    conn.send(Command.mail("a@example.org"))
+    conn.receive_data(b"250 ok\r\n")
+    conn.next_event()
+    conn.send(Command.rcpt("b@example.org"))
+    conn.receive_data(b"250 ok\r\n")
+    conn.next_event()
+    conn.send(Command.data())
+    conn.receive_data(b"354 go ahead\r\n")
+    assert conn.next_event().code == 354
+    assert conn.send_data(b"hello\r\n") == b"hello\r\n"

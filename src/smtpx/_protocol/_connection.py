@@ -500,6 +500,12 @@ class ClientConnection:
                 self.accepted_recipients += 1
         elif keyword == "DATA":
             if code == 354:
+                if self._parser.has_buffered:
+                    # After 354 the server waits for the content (RFC 5321 section 4.1.1.4):
+                    # bytes behind it answer nothing yet.  Taken as the reply to the end of
+                    # the content, they would let an attacker who can inject into the
+                    # stream fake a "250 queued" for a message the server never took.
+                    raise RemoteProtocolError("the server sent data after its 354 reply to DATA")
                 self._encoder = DataEncoder()
                 self.state = State.MESSAGE
         elif keyword == _END_OF_DATA:
