@@ -193,6 +193,11 @@ def parse_target(text: str) -> Target:
     elif text.count(":") == 1:
         host, port_text = text.split(":")
         port = _port(port_text)
+    elif ":" in text:
+        try:  # a bare IPv6 address, without a port
+            ipaddress.IPv6Address(text)
+        except ValueError:
+            raise ValueError(f"bad address {text!r}: write HOST:PORT or [IPv6]:PORT") from None
     if not host:
         raise ValueError(f"{text!r} names no host")
     return Target(host, port, "implicit" if port == _IMPLICIT_TLS_PORT else "auto", False, False)
