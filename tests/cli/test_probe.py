@@ -252,12 +252,14 @@ class ScriptedServer:
         drop_pipelined: bool = False,
         reorder: bool = False,
         refuse_bare_lf: bool = False,
+        extra_reply: bool = False,
     ) -> None:
         self.greeting = greeting
         self.extensions = extensions
         self.drop_pipelined = drop_pipelined
         self.reorder = reorder
         self.refuse_bare_lf = refuse_bare_lf
+        self.extra_reply = extra_reply
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(10)
         self.port = self.listener.getsockname()[1]
@@ -323,6 +325,8 @@ class ScriptedServer:
                 replies = [self._reply(line) for line in lines]
                 if self.reorder and len(replies) > 1:
                     replies.reverse()
+                if self.extra_reply and len(replies) > 1:
+                    replies.append(b"250 2.0.0 Ok\r\n")  # one reply too many
                 conn.sendall(b"".join(replies))
                 if any(line.upper() == b"DATA" for line in lines):
                     in_data = True
@@ -355,6 +359,14 @@ def test_pipelining_out_of_order_fails() -> None:
     assert code == 0
     check = report["checks"]["pipelining_honoured"]
     assert check["result"] == "fail" and "out of order" in check["detail"]
+
+
+def test_pipelining_with_extra_replies_fails() -> None:
+    with ScriptedServer(extra_reply=True) as server:
+        code, report = probe_json(f"127.0.0.1:{server.port}")
+    assert code == 0
+    check = report["checks"]["pipelining_honoured"]
+    assert check == {"result": "fail", "detail": "more replies than commands after a group of 4"}
 
 
 def test_send_test_reports_a_refused_bare_lf() -> None:
@@ -510,6 +522,9 @@ def test_parse_certificate_agrees_with_cryptography(certificates: list[bytes]) -
     assert not _probe.hostname_matches("example.net", leaf.sans)
     assert not _probe.hostname_matches("a.mx.example.net", leaf.sans)
     assert not _probe.hostname_matches("192.0.2.8", leaf.sans)
+    # A wildcard covers one whole label, and never a top-level domain alone.
+    assert not _probe.hostname_matches(".example.net", leaf.sans)
+    assert not _probe.hostname_matches("a.com", ["DNS:*.com"])
 
 
 def test_truncated_certificates_raise_value_error(certificates: list[bytes]) -> None:
