@@ -307,3 +307,14 @@ def test_subprocess_bad_arguments() -> None:
     assert result.stderr.splitlines()[-1] == (
         "smtpx sink: error: argument --count: give a whole number of at least 1, not 'zero'"
     )
+
+
+def test_control_characters_in_the_envelope_are_escaped() -> None:
+    with sink("--port", "0", "--count", "1") as (running, port):
+        with smtpx.SMTP("127.0.0.1", port, "localhost", timeout=10) as client:
+            # An escape sequence in the sender: printed as is, it would clear the screen.
+            client.sendmail("a\x1b[2J@example.org", ["b@example.org"], "hi\r\n")
+        assert running.wait() == 0
+    err = running.err.getvalue()
+    assert "\x1b" not in err
+    assert "from <a\\x1b" in err  # aiosmtpd keeps the address up to the "["
