@@ -1,4 +1,4 @@
-"""``smtpx probe`` against Postfix: the plain instance and the submission ports."""
+"""``smtpx probe`` against Postfix (the plain instance and the submission ports) and Dovecot."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from smtpx.cli import _probe
 
-from .servers import PostfixServer, SubmissionServer
+from .servers import DovecotLMTPServer, PostfixServer, SubmissionServer
 
 pytestmark = pytest.mark.integration
 
@@ -138,3 +138,28 @@ def test_subprocess_against_postfix(postfix: PostfixServer) -> None:
     assert "greeting        220 localhost.test ESMTP Postfix" in result.stdout
     assert "verified        yes" in result.stdout
     assert "  pass  pipelining_honoured" in result.stdout
+
+
+def test_dovecot_lmtp_over_a_unix_socket(dovecot: DovecotLMTPServer) -> None:
+    code, report = probe_json(f"lmtp+unix://{dovecot.socket_path}")
+    assert code == 0, (report["error"], report["tls"])
+    assert report["target"] == {
+        "host": str(dovecot.socket_path),
+        "port": None,
+        "tls": "auto",
+        "lmtp": True,
+    }
+    assert report["greeting"]["code"] == 220 and "Dovecot" in report["greeting"]["text"]
+    assert report["ehlo"]["esmtp"] and report["ehlo"]["starttls"]
+    tls = report["tls"]
+    assert tls["mode"] == "starttls" and not tls["verified"]  # no --ca-file
+    assert tls["hostname"] is None and tls["hostname_match"] is None
+    checks = results(report)
+    assert checks["tls_hostname_match"] == "skip"
+    assert checks["tls_certificate_trusted"] == "fail"
+    assert checks["pipelining_honoured"] == "pass"
+
+    code, report = probe_json(
+        f"lmtp+unix://{dovecot.socket_path}", "--ca-file", str(dovecot.tls.ca_file)
+    )
+    assert code == 0 and report["tls"]["verified"] and report["tls"]["chain_trusted"]

@@ -289,7 +289,10 @@ class _Probe:
         self.target = target
         self.args = args
         self.context = context
-        self.tls_name = args.tls_name or target.host
+        # A unix socket has no host name to check: only --tls-name gives one.
+        self.tls_name: str | None = args.tls_name or (None if target.unix else target.host)
+        if self.tls_name is None:
+            context.check_hostname = False
         self.report: dict[str, Any] = {
             "probe_version": PROBE_VERSION,
             "target": target.as_dict(),
@@ -340,6 +343,10 @@ class _Probe:
             client = smtpx.SMTP(local_hostname=self.args.ehlo, timeout=timeout)
         if self.args.tls_name:
             client._tls_server_name = self.args.tls_name
+        elif self.target.unix:
+            # ssl refuses an empty server_hostname; a unix socket's peer is local by
+            # definition, and its name is not checked (see tls_name).
+            client._tls_server_name = "localhost"
         return client
 
     def _connect(self, context: ssl.SSLContext | None, *, first: bool) -> smtpx.SMTP:
@@ -431,7 +438,10 @@ class _Probe:
             except ValueError as exc:
                 chain.append({"error": str(exc)})
         leaf = parse_certificate(chain_der[0]) if chain_der else None
-        if verified:
+        name_ok: bool | None
+        if self.tls_name is None:
+            trusted, name_ok = verified, None
+        elif verified:
             trusted, name_ok = True, True
         elif failure is not None and failure.verify_code in _NAME_MISMATCH:
             trusted, name_ok = True, False
@@ -493,7 +503,9 @@ class _Probe:
         else:
             self._check("tls_certificate_trusted", "fail", tls["verify_error"] or "not verified")
         name = tls["hostname"]
-        if tls["hostname_match"]:
+        if name is None:
+            self._check("tls_hostname_match", "skip", "a unix socket has no host name (--tls-name)")
+        elif tls["hostname_match"]:
             self._check("tls_hostname_match", "pass", f"the certificate is valid for {name}")
         else:
             self._check("tls_hostname_match", "fail", f"the certificate is not valid for {name}")
@@ -884,10 +896,11 @@ def _print_human(report: dict[str, Any], out: TextIO) -> None:
             line("TLS", f"{tls['mode']}, {tls['version']}, {tls['cipher']}")
             verdict = "yes" if tls["verified"] else f"no ({tls['verify_error']})"
             line("verified", verdict)
-            line(
-                "host name",
-                f"{tls['hostname']}: {'matches' if tls['hostname_match'] else 'does not match'}",
-            )
+            if tls["hostname"] is None:
+                line("host name", "not checked (a unix socket; see --tls-name)")
+            else:
+                match = "matches" if tls["hostname_match"] else "does not match"
+                line("host name", f"{tls['hostname']}: {match}")
             for index, cert in enumerate(tls["chain"]):
                 if "error" in cert:
                     line(f"  [{index}]", cert["error"])
