@@ -21,6 +21,7 @@ import pytest
 
 import smtpx
 from smtpx.cli import _sink
+from smtpx.testing import SinkMessage
 
 TIMEOUT = 60
 RUNNER = (
@@ -310,11 +311,8 @@ def test_subprocess_bad_arguments() -> None:
 
 
 def test_control_characters_in_the_envelope_are_escaped() -> None:
-    with sink("--port", "0", "--count", "1") as (running, port):
-        with smtpx.SMTP("127.0.0.1", port, "localhost", timeout=10) as client:
-            # An escape sequence in the sender: printed as is, it would clear the screen.
-            client.sendmail("a\x1b[2J@example.org", ["b@example.org"], "hi\r\n")
-        assert running.wait() == 0
-    err = running.err.getvalue()
-    assert "\x1b" not in err
-    assert "from <a\\x1b" in err  # aiosmtpd keeps the address up to the "["
+    # Whether a server takes such an address depends on its parser (aiosmtpd's differs
+    # between Python versions), so the envelope line is checked directly.
+    message = SinkMessage("a\x1b[2J@example.org", ("b\x07@example.org",), b"hi\r\n", tls=True)
+    line = _sink._envelope(message)
+    assert line == "from <a\\x1b[2J@example.org> to <b\\x07@example.org>, 4 bytes, TLS"
