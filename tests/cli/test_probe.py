@@ -440,6 +440,7 @@ def test_bad_arguments_give_one_line_and_exit_2(
         (["host", "--send-test"], "--send-test needs --rcpt"),
         (["host", "--rcpt", "a@b.org"], "--rcpt is only used with --send-test"),
         (["host", "--ca-file", "/nonexistent/ca.pem"], "cannot load --ca-file"),
+        (["lmtp://host", "--tls", "implicit"], "LMTP has no implicit TLS"),
     ],
 )
 def test_inconsistent_arguments_exit_2(

@@ -251,6 +251,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     target: Target = args.target
     if args.tls is not None:
         target.tls = args.tls
+    if target.lmtp and target.tls == "implicit":
+        print(f"{PROG}: error: LMTP has no implicit TLS; use --tls starttls", file=sys.stderr)
+        return EXIT_USAGE
     try:
         context = _verifying_context(args.ca_file)
     except (OSError, ssl.SSLError) as exc:
