@@ -45,6 +45,7 @@ LAYERS = {
     "_async": 2,
     "__init__": 3,
     "_cli": 3,
+    "cli": 3,
     "_stdlib_names": 3,
     "__main__": 3,
     "testing": 3,

@@ -73,6 +73,7 @@ class SinkServer:
             the certificate.
         data_size_limit: the SIZE the server advertises and enforces.
         faults: scripted faults (see ``Fault``), as ``fault()`` adds them.
+        port: the loopback port to listen on; 0 (the default) picks a free one.
 
     Example:
         >>> import smtplib
@@ -99,6 +100,7 @@ class SinkServer:
         hostname: str = "localhost",
         data_size_limit: int = 32 * 1024 * 1024,
         faults: Iterable[Fault] = (),
+        port: int = 0,
     ) -> None:
         if require_starttls and not starttls:
             raise ValueError("require_starttls needs starttls=True")
@@ -147,6 +149,9 @@ class SinkServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
+        if not 0 <= port < 65536:
+            raise ValueError(f"port must be 0 (a free port) or a port number, not {port}")
+        self._bind_port = port
         self._port = 0
         # The connections' protocols, so stop() can cut the ones still open.
         self._protocols: weakref.WeakSet[SMTP] = weakref.WeakSet()
@@ -154,7 +159,7 @@ class SinkServer:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> None:
-        """Bind 127.0.0.1 on an ephemeral port and serve from a background thread.
+        """Bind 127.0.0.1 (on an ephemeral port by default) and serve from a background thread.
 
         Example:
             >>> server = SinkServer()
@@ -167,7 +172,7 @@ class SinkServer:
             raise RuntimeError("SinkServer is already running")
         # Bind here rather than handing port=0 to asyncio: the port is known
         # before the thread starts and bind errors surface in the caller.
-        sock = socket.create_server((_LOOPBACK, 0))
+        sock = socket.create_server((_LOOPBACK, self._bind_port))
         loop = asyncio.new_event_loop()
         loop.set_exception_handler(_log_loop_error)
         try:

@@ -1,0 +1,1 @@
+"""The ``smtpx`` command line (placeholder: the dispatcher lives here once merged)."""
