@@ -38,12 +38,13 @@ LAYERS = {
     "_url": 1,
     "_login": 1,
     "_session": 1,
+    "_compose": 1,
     "_security": 2,
     "_clientbase": 2,
     "_sync": 2,
     "_async": 2,
     "__init__": 3,
-    "_cli": 3,
+    "cli": 3,
     "_stdlib_names": 3,
     "__main__": 3,
     "testing": 3,
@@ -235,7 +236,7 @@ DRIVER = Module("smtpx._sync._client", False, "src/smtpx/_sync/_client.py")
         (FLOWS, "from . import testing\n", 1, "imports L3"),
         (FLOWS, "from smtpx import SMTP\n", 1, "imports L3"),
         (DRIVER, "from ... import x\n", 1, "beyond the top-level package"),
-        (DRIVER, "from .._cli import main\n", 1, "imports L3"),
+        (DRIVER, "from ..cli import main\n", 1, "imports L3"),
     ],
 )
 def test_the_check_catches_a_violation(module: Module, source: str, line: int, reason: str) -> None:
