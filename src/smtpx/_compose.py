@@ -101,7 +101,9 @@ def _read(content: Any, what: str) -> bytes | str:
         return content
     read = getattr(content, "read", None)
     if read is None:
-        raise TypeError(f"{what}: give a path, bytes or a file object, not {type(content).__name__}")
+        raise TypeError(
+            f"{what}: give a path, bytes or a file object, not {type(content).__name__}"
+        )
     data = read()
     if not isinstance(data, (bytes, str)):
         raise TypeError(f"{what}: the file object's read() gave {type(data).__name__}")
@@ -117,7 +119,7 @@ def _load(source: AttachmentSource, what: str) -> tuple[str, bytes | str, str, s
         filename = _check_text(f"{what} file name", source[0])
         content = _read(source[1], what)
         if len(source) == 3:
-            explicit = _check_text(f"{what} type", source[2])  # type: ignore[misc]
+            explicit = _check_text(f"{what} type", source[2])
     elif isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         with open(path, "rb") as file:
@@ -152,8 +154,13 @@ def _add(
         if maintype != "text":
             content = content.encode("utf-8")
         else:
-            adder(content, subtype=subtype, disposition=disposition, filename=filename,
-                  headers=headers)
+            adder(
+                content,
+                subtype=subtype,
+                disposition=disposition,
+                filename=filename,
+                headers=headers,
+            )
             return
     adder(
         content,
@@ -219,7 +226,9 @@ def compose(
         if not name or any(c in name for c in ": \t") or not name.isascii():
             raise ValueError(f"not a header field name (RFC 5322 section 2.2): {name!r}")
         if name.lower() in _OWN_HEADERS:
-            raise ValueError(f"the {name} header is set by its own argument or by the MIME structure")
+            raise ValueError(
+                f"the {name} header is set by its own argument or by the MIME structure"
+            )
         del msg[name]
         msg[name] = _check_text(f"the {name} header", value)
 
@@ -235,8 +244,7 @@ def compose(
     else:
         msg.set_content("")
     if images:
-        html_part = msg if text is None else msg.get_payload()[-1]
-        assert isinstance(html_part, EmailMessage)
+        html_part = msg if text is None else _last_part(msg)
         for cid, source in images.items():
             _check_text("inline Content-ID", cid)
             if not cid or any(c in cid for c in "<> \t"):
@@ -245,6 +253,12 @@ def compose(
     for source in attachments:
         _add(msg, source, what="attachment", disposition="attachment")
     return msg
+
+
+def _last_part(msg: EmailMessage) -> EmailMessage:
+    parts = msg.get_payload()
+    assert isinstance(parts, list) and isinstance(parts[-1], EmailMessage)
+    return parts[-1]
 
 
 def _body(what: str, value: str) -> str:
@@ -280,12 +294,16 @@ def message_from_options(
     compose_options = {k: v for k, v in options.items() if k in COMPOSE_KEYWORDS}
     rest = {k: v for k, v in options.items() if k not in COMPOSE_KEYWORDS}
     if message is None:
-        if not compose_options.get("to") and not compose_options.get("cc") and not (
-            compose_options.get("bcc")
+        if (
+            not compose_options.get("to")
+            and not compose_options.get("cc")
+            and not (compose_options.get("bcc"))
         ):
             raise TypeError("send() needs a message, or recipients (to=, cc=, bcc=) to compose one")
         return compose(sender=sender, **compose_options), rest
     if compose_options:
         names = ", ".join(sorted(compose_options))
-        raise TypeError(f"send() got a message and compose keywords ({names}): give one or the other")
+        raise TypeError(
+            f"send() got a message and compose keywords ({names}): give one or the other"
+        )
     return message, rest
