@@ -204,7 +204,7 @@ def compose(
     >>> msg["To"], msg.get_content_type(), [p.get_filename() for p in msg.iter_attachments()]
     ('bob@example.org', 'multipart/mixed', ['notes.txt'])
     """
-    msg = EmailMessage(policy=email.policy.SMTP)
+    msg = EmailMessage(policy=email.policy.default)
     if sender is not None:
         msg["From"] = _check_text("sender", sender)
     for name, value in (("To", to), ("Cc", cc), ("Bcc", bcc), ("Reply-To", reply_to)):

@@ -626,10 +626,12 @@ def _send(args: argparse.Namespace, out: Output, report: dict[str, Any]) -> int:
     items: Callable[[], Iterator[tuple[Any, str, list[str]]]]
     total = args.repeat
     if args.raw:
-        data = strip_bcc(_read_bytes(args.raw))
+        data = _read_bytes(args.raw)
         if not data.strip():
             raise CLIError("the message is empty")
+        # The envelope comes from the headers as written, Bcc included; then Bcc goes.
         raw_sender, raw_recipients = raw_envelope(data, envelope_sender, recipients)
+        data = strip_bcc(data)
 
         def items() -> Iterator[tuple[Any, str, list[str]]]:
             for _ in range(args.repeat):
