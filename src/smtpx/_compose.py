@@ -66,13 +66,16 @@ _OWN_HEADERS = frozenset(
     | {"content-transfer-encoding", "content-disposition"}
 )
 _UNNAMED = "attachment.bin"
+# NUL and every character str.splitlines() breaks at: the email package refuses a header
+# holding any of them, with a message about CR and LF only.
+_LINE_BREAKS = frozenset("\0\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def _check_text(what: str, value: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a str, not {type(value).__name__}")
-    if any(c in value for c in "\r\n\0"):
-        raise ValueError(f"{what} contains CR, LF or NUL: {value[:60]!r}")
+    if any(c in _LINE_BREAKS for c in value):
+        raise ValueError(f"{what} contains CR, LF, NUL or another line break: {value[:60]!r}")
     return value
 
 

@@ -18,7 +18,7 @@ from smtpx.cli import main
 from smtpx.testing import SinkServer
 
 USER = "alice"
-PASSWORD = "cli-test: Tr0ub4dor&3 horse"  # noqa: S105
+PASSWORD = "cli-test: Tr0ub4dor&3 horse"
 TIMEOUT = 60  # seconds for a whole subprocess run; every socket wait inside is shorter
 
 
@@ -59,9 +59,7 @@ def run_main(
     return Ran(code, captured.out, captured.err)
 
 
-def run_process(
-    argv: list[str], *, stdin: bytes = b"", env: dict[str, str] | None = None
-) -> Ran:
+def run_process(argv: list[str], *, stdin: bytes = b"", env: dict[str, str] | None = None) -> Ran:
     """``python -bb -W error -m smtpx ARGV`` with this checkout's source first on the path."""
     environ = dict(os.environ, **(env or {}))
     src = str(Path(__file__).resolve().parents[2] / "src")

@@ -18,7 +18,6 @@ from smtpx.testing import SinkServer
 from .conftest import PASSWORD, PW_ENV, USER, Ran, run_main, run_process, secret_forms
 
 
-
 def parsed(server: SinkServer, count: int = 1) -> list[email.message.EmailMessage]:
     received = server.wait_for_messages(count, timeout=10)
     return [
@@ -43,9 +42,25 @@ def test_attachment_through_starttls_and_auth_in_process(
     attachment = tmp_path / "report.pdf"
     attachment.write_bytes(b"%PDF-1.4 fake\x00\xff")
     ran = run(
-        [*base, "--from", "Alice <alice@example.org>", "--to", "bob@example.org",
-         "--cc", "carol@example.org", "--bcc", "dave@example.org", "--subject", "Report",
-         "--body", "See attached.", "--attach", str(attachment), "-H", "X-Trace: 42"]
+        [
+            *base,
+            "--from",
+            "Alice <alice@example.org>",
+            "--to",
+            "bob@example.org",
+            "--cc",
+            "carol@example.org",
+            "--bcc",
+            "dave@example.org",
+            "--subject",
+            "Report",
+            "--body",
+            "See attached.",
+            "--attach",
+            str(attachment),
+            "-H",
+            "X-Trace: 42",
+        ]
     )
     assert ran.code == 0, ran.err
     assert "accepted" in ran.out and "bob@example.org" in ran.out
@@ -72,9 +87,15 @@ def test_verbose_transcript_as_a_subprocess_shows_directions_not_the_password(
     )
     assert ran.code == 0, ran.err
     assert "Traceback" not in ran.err
-    for line in (">> STARTTLS", "<< 220 Ready to start TLS", "-- TLS started: TLS",
-                 ">> AUTH PLAIN ********", "<< 235 2.7.0 Authentication successful",
-                 ">> [content: ", "<< 221"):
+    for line in (
+        ">> STARTTLS",
+        "<< 220 Ready to start TLS",
+        "-- TLS started: TLS",
+        ">> AUTH PLAIN ********",
+        "<< 235 2.7.0 Authentication successful",
+        ">> [content: ",
+        "<< 221",
+    ):
         assert line in ran.err, line
     for form in secret_forms(USER, PASSWORD):
         assert form not in ran.out + ran.err
@@ -82,11 +103,22 @@ def test_verbose_transcript_as_a_subprocess_shows_directions_not_the_password(
 
 
 def test_json_has_every_recipient(run, base: list[str], cafile: str) -> None:
-    with SinkServer(starttls=True, auth={USER: PASSWORD},
-                    refuse_at_rcpt=["nobody@example.org"]) as other:
+    with SinkServer(
+        starttls=True, auth={USER: PASSWORD}, refuse_at_rcpt=["nobody@example.org"]
+    ) as other:
         (Path(cafile).parent / "other.pem").write_bytes(other.ca_pem)
-        argv = [*base, "--json", "--from", "alice@example.org", "--to", "bob@example.org",
-                "--to", "nobody@example.org", "--body", "x"]
+        argv = [
+            *base,
+            "--json",
+            "--from",
+            "alice@example.org",
+            "--to",
+            "bob@example.org",
+            "--to",
+            "nobody@example.org",
+            "--body",
+            "x",
+        ]
         argv[argv.index("--port") + 1] = str(other.port)
         argv[argv.index("--cafile") + 1] = str(Path(cafile).parent / "other.pem")
         ran = run(argv)
@@ -101,8 +133,9 @@ def test_json_has_every_recipient(run, base: list[str], cafile: str) -> None:
 
 
 def test_every_recipient_refused_exits_9(run, base: list[str], cafile: str) -> None:
-    with SinkServer(starttls=True, auth={USER: PASSWORD},
-                    refuse_at_rcpt=["nobody@example.org"]) as other:
+    with SinkServer(
+        starttls=True, auth={USER: PASSWORD}, refuse_at_rcpt=["nobody@example.org"]
+    ) as other:
         (Path(cafile).parent / "other2.pem").write_bytes(other.ca_pem)
         argv = [*base, "--from", "a@example.org", "--to", "nobody@example.org", "--body", "x"]
         argv[argv.index("--port") + 1] = str(other.port)
@@ -113,8 +146,10 @@ def test_every_recipient_refused_exits_9(run, base: list[str], cafile: str) -> N
 
 
 def test_wrong_password_exits_7(run, base: list[str], server: SinkServer) -> None:
-    ran = run([*base, "--from", "a@example.org", "--to", "b@example.org", "--body", "x"],
-              env={"SMTPX_TEST_PW": "wrong"})
+    ran = run(
+        [*base, "--from", "a@example.org", "--to", "b@example.org", "--body", "x"],
+        env={"SMTPX_TEST_PW": "wrong"},
+    )
     assert ran.code == 7
     assert "auth: SMTPAuthenticationError: (535" in ran.err
     assert server.messages == []
@@ -127,8 +162,21 @@ def _closed_port() -> int:
 
 
 def test_connection_refused_exits_4(run) -> None:
-    ran = run(["send", "--host", "127.0.0.1", "--port", str(_closed_port()), "--from",
-               "a@example.org", "--to", "b@example.org", "--timeout", "5"])
+    ran = run(
+        [
+            "send",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(_closed_port()),
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--timeout",
+            "5",
+        ]
+    )
     assert ran.code == 4
     assert ran.err.startswith("smtpx send: error: connect: ") and "Traceback" not in ran.err
 
@@ -170,13 +218,19 @@ def test_tls_modes_against_a_server_without_starttls(run) -> None:
 def test_stop_after_each_phase_sends_nothing(
     run, base: list[str], server: SinkServer, phase: str
 ) -> None:
-    ran = run([*base, "-v", "--stop-after", phase, "--from", "a@example.org", "--to",
-               "b@example.org"])
+    ran = run(
+        [*base, "-v", "--stop-after", phase, "--from", "a@example.org", "--to", "b@example.org"]
+    )
     assert ran.code == 0, ran.err
     assert f"stopped after {phase}" in ran.err
-    marks = {"connect": "<< 220", "ehlo": "<< 250", "starttls": "-- TLS started",
-             "auth": "<< 235", "mail": ">> mail from:<a@example.org>",
-             "rcpt": ">> rcpt to:<b@example.org>"}
+    marks = {
+        "connect": "<< 220",
+        "ehlo": "<< 250",
+        "starttls": "-- TLS started",
+        "auth": "<< 235",
+        "mail": ">> mail from:<a@example.org>",
+        "rcpt": ">> rcpt to:<b@example.org>",
+    }
     assert marks[phase] in ran.err
     later = ["connect", "ehlo", "starttls", "auth", "mail", "rcpt"]
     for after in later[later.index(phase) + 1 :]:
@@ -196,9 +250,7 @@ def test_raw_message_from_stdin_loses_its_bcc(run, base: list[str], server: Sink
     ran = run([*base, "--raw", "-"], stdin=raw)
     assert ran.code == 0, ran.err
     (received,) = server.wait_for_messages(1, timeout=10)
-    assert sorted(received.rcpt_tos) == [
-        "b@example.org", "hidden@example.org", "other@example.org"
-    ]
+    assert sorted(received.rcpt_tos) == ["b@example.org", "hidden@example.org", "other@example.org"]
     assert b"hidden" not in received.content and b"other@" not in received.content
     assert b"Subject: raw\r\n\r\nbody line\r\n" in received.content
 
@@ -227,13 +279,32 @@ def test_repeat_and_eml_dir_send_batches(
 
 def test_lmtp_over_plaintext(run) -> None:
     with SinkServer(lmtp=True, refuse_after_data=["late@example.org"]) as lmtp:
-        ran = run(["send", "--lmtp", "--tls", "none", "--host", lmtp.host, "--port",
-                   str(lmtp.port), "--from", "a@example.org", "--to", "b@example.org",
-                   "--to", "late@example.org", "--json", "--timeout", "5"])
+        ran = run(
+            [
+                "send",
+                "--lmtp",
+                "--tls",
+                "none",
+                "--host",
+                lmtp.host,
+                "--port",
+                str(lmtp.port),
+                "--from",
+                "a@example.org",
+                "--to",
+                "b@example.org",
+                "--to",
+                "late@example.org",
+                "--json",
+                "--timeout",
+                "5",
+            ]
+        )
         assert ran.code == 11, ran.err
         recipients = json.loads(ran.out)["messages"][0]["recipients"]
         assert [(r["address"], r["status"]) for r in recipients] == [
-            ("b@example.org", "accepted"), ("late@example.org", "refused")
+            ("b@example.org", "accepted"),
+            ("late@example.org", "refused"),
         ]
 
 
@@ -251,8 +322,7 @@ def test_password_sources(run, base: list[str], server: SinkServer, tmp_path: Pa
     command = f"{sys.executable} -c \"print('{PASSWORD}')\""
     ran = run([*without, "--password-cmd", command, *envelope])
     assert ran.code == 0, ran.err
-    ran = run([*without, "--password-cmd", f"{sys.executable} -c 'raise SystemExit(3)'",
-               *envelope])
+    ran = run([*without, "--password-cmd", f"{sys.executable} -c 'raise SystemExit(3)'", *envelope])
     assert ran.code == 3 and "exited with status 3" in ran.err
     assert len(server.wait_for_messages(2, timeout=10)) == 2
 
@@ -269,12 +339,14 @@ def test_account_from_the_config_file(run, server: SinkServer, cafile: str, tmp_
     assert ran.code == 0, ran.err
     (received,) = server.wait_for_messages(1, timeout=10)
     assert received.mail_from == "alice@example.org" and received.auth_login == USER
-    ran = run(["send", "--account", "nope", "--to", "b@example.org"],
-              env={"SMTPX_CONFIG": str(config)})
+    ran = run(
+        ["send", "--account", "nope", "--to", "b@example.org"], env={"SMTPX_CONFIG": str(config)}
+    )
     assert ran.code == 3 and "no account 'nope'" in ran.err and "(accounts: sink)" in ran.err
     config.write_text('[accounts.bad]\nurl = "smtp://x"\npassword = "oops"\n')
-    ran = run(["send", "--account", "bad", "--to", "b@example.org"],
-              env={"SMTPX_CONFIG": str(config)})
+    ran = run(
+        ["send", "--account", "bad", "--to", "b@example.org"], env={"SMTPX_CONFIG": str(config)}
+    )
     assert ran.code == 3 and "no password in the config file" in ran.err
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+from .._compose import message_from_options
 from .._exceptions import SMTPConnectError
 from .._results import SendResult
-from .._compose import message_from_options
 from .._security import TLSSettings, batch_items, batch_outcome, prepare
 from .._session import TokenProvider, open_session
 from .._timeouts import Timeouts

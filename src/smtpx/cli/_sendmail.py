@@ -167,6 +167,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _sendmail(args: argparse.Namespace) -> int:
     ignore_dots = args.ignore_dots or "i" in args.sendmail_options
+    notify = [n.strip().upper() for n in args.notify.split(",")] if args.notify else None
+    try:
+        Recipient("x@example.org", notify=notify)
+    except ValueError as exc:
+        raise CLIError(f"-N: {exc}", 2, usage=True) from None
+    if any(c in (args.sender or "") + (args.full_name or "") for c in "\r\n\0"):
+        raise CLIError("-f or -F contains CR, LF or NUL", 2, usage=True)
     account = _accounts.load_account(args.account, path=args.config, required=True)
     assert account is not None
     if not (args.url or args.host or account.url):
@@ -175,13 +182,6 @@ def _sendmail(args: argparse.Namespace) -> int:
             f"{_accounts.config_path()}) or set SMTPX_URL",
             EXIT_CONFIG,
         )
-    notify = [n.strip().upper() for n in args.notify.split(",")] if args.notify else None
-    try:
-        Recipient("x@example.org", notify=notify)
-    except ValueError as exc:
-        raise CLIError(f"-N: {exc}", 2, usage=True) from None
-    if any(c in (args.sender or "") + (args.full_name or "") for c in "\r\n\0"):
-        raise CLIError("-f or -F contains CR, LF or NUL", 2, usage=True)
     data = read_message(sys.stdin.buffer, ignore_dots=ignore_dots)
     if not data.strip():
         raise CLIError("no message on stdin")
