@@ -36,6 +36,7 @@ from ._addresses import quoteaddr, quotedata
 from ._async import AsyncLMTP, AsyncSMTP, AsyncSMTP_SSL
 from ._async._connect import aconnect, asend
 from ._clientbase import CRLF, LMTP_PORT, SMTP_PORT, SMTP_SSL_PORT
+from ._compose import compose
 from ._exceptions import (
     InsecureWarning,
     SMTPAuthenticationError,
@@ -145,6 +146,7 @@ __all__ = [
     "aconnect",
     "asend",
     "bCRLF",
+    "compose",
     "connect",
     "encode_base64",
     "quoteaddr",

@@ -2,7 +2,7 @@
 
 import sys
 
-from smtpx._cli import main
+from smtpx.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

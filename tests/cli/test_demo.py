@@ -10,7 +10,8 @@ import sys
 import pytest
 
 import smtpx
-from smtpx._cli import DEMO_PASSWORD, DEMO_USER, main
+from smtpx.cli import main
+from smtpx.cli._demo import DEMO_PASSWORD, DEMO_USER
 
 TIMEOUT = 60
 
@@ -103,7 +104,7 @@ def test_demo_error_is_one_line(
 def test_demo_without_the_testing_extra() -> None:
     code = (
         "import sys; sys.modules['aiosmtpd'] = None\n"
-        "from smtpx._cli import main\n"
+        "from smtpx.cli import main\n"
         "raise SystemExit(main(['demo']))\n"
     )
     result = run(code=code)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+from .._compose import message_from_options
 from .._exceptions import SMTPConnectError
 from .._results import SendResult
 from .._security import TLSSettings, batch_items, batch_outcome, prepare
@@ -67,14 +68,16 @@ async def aconnect(
 
 
 async def asend(
-    message: Any,
+    message: Any = None,
     *,
     url: str,
     sender: str | None = None,
     recipients: Any = None,
     **options: Any,
 ) -> SendResult | list[SendResult | Exception]:
-    """``smtpx.send`` for asyncio (see there): connect, send one message or a batch, QUIT."""
+    """``smtpx.send`` for asyncio (see there): connect, send one message or a batch, QUIT;
+    without *message*, one composed from the ``smtpx.compose`` keywords."""
+    message, options = message_from_options(message, sender, options)
     items = batch_items(message, sender, recipients)
     async with await aconnect(url, **options) as client:
         return batch_outcome(message, await client.deliver_many(items, quit=True))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+from .._compose import message_from_options
 from .._exceptions import SMTPConnectError
 from .._results import SendResult
 from .._security import TLSSettings, batch_items, batch_outcome, prepare
@@ -81,7 +82,7 @@ def connect(
 
 
 def send(
-    message: Any,
+    message: Any = None,
     *,
     url: str,
     sender: str | None = None,
@@ -95,7 +96,16 @@ def send(
     messages or ``(message, sender, recipients)`` tuples is sent as one ``deliver_many``
     batch and returns its entries.  QUIT goes in the same write as the last message where
     the server allows it (one round trip fewer).
+
+    Without *message*, the keywords of ``smtpx.compose`` (*to*, *cc*, *bcc*, *subject*,
+    *text*, *html*, *attachments*...) build one, with *sender* as its From:
+
+    >>> smtpx.send(url="smtp+starttls://alice:s3cret@mail.example.org",  # doctest: +SKIP
+    ...            sender="alice@example.org", to="bob@example.org",
+    ...            subject="Report", text="Attached.", attachments=["report.pdf"])
+    SendResult(...)
     """
+    message, options = message_from_options(message, sender, options)
     items = batch_items(message, sender, recipients)
     with connect(url, **options) as client:
         return batch_outcome(message, client.deliver_many(items, quit=True))

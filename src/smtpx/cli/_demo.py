@@ -1,4 +1,4 @@
-"""The ``smtpx`` command: ``smtpx demo`` (also ``python -m smtpx demo``).
+"""``smtpx demo`` (also ``python -m smtpx demo``): the README's first command.
 
 Example:
     $ python -m smtpx demo
@@ -9,22 +9,20 @@ Example:
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import io
-import sys
 from email.message import EmailMessage
-from importlib import metadata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import smtpx
+
+from ._common import PROG, CLIError, leaks_secret
 
 if TYPE_CHECKING:
     from smtpx.testing import SinkMessage, SinkServer
 
-__all__ = ["DEMO_PASSWORD", "DEMO_USER", "main"]
+__all__ = ["DEMO_PASSWORD", "DEMO_USER", "register", "run"]
 
-PROG = "smtpx"
 DEMO_USER = "alice"
 # Fixed so a test can prove it never reaches the output; the server that
 # accepts it lives only as long as the demo, on a loopback port.
@@ -34,46 +32,9 @@ _CLIENT_TIMEOUT = 10.0
 _RULE = "=" * 72
 
 
-class DemoError(Exception):
-    """A failure the demo reports as one line, without a traceback."""
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the ``smtpx`` command line and return its exit status.
-
-    Example:
-        >>> main(["--version"])  # doctest: +ELLIPSIS
-        smtpx ...
-        0
-    """
-    parser = _build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse exits for --help and usage errors
-        return exit_.code if isinstance(exit_.code, int) else 2
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        return int(args.handler(args))
-    except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except DemoError as exc:
-        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # a command-line tool reports, it does not trace back
-        print(f"{PROG} {args.command}: error: {_describe(exc)}", file=sys.stderr)
-        return 1
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="An smtplib-compatible SMTP and LMTP client."
-    )
-    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser(
+def register(subparsers: Any) -> None:
+    """Add ``smtpx demo`` to the command line."""
+    subparsers.add_parser(
         "demo",
         help="send a message through an embedded sink server and show the transcript",
         description=(
@@ -82,15 +43,14 @@ def _build_parser() -> argparse.ArgumentParser:
             "and the message as the server received it. Needs smtpx[testing]."
         ),
     )
-    demo.set_defaults(handler=_demo)
-    return parser
 
 
-def _demo(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run ``smtpx demo``."""
     try:
         from smtpx.testing import SinkServer
     except ImportError as exc:
-        raise DemoError(str(exc)) from None
+        raise CLIError(str(exc)) from None
 
     with SinkServer(starttls=True, auth={DEMO_USER: DEMO_PASSWORD}) as server:
         where = f"{server.host}:{server.port}"
@@ -100,8 +60,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     # The library redacts AUTH in its debug output; this check keeps the
     # demo's promise even if that ever regresses (style rule 12).
-    if _leaks_secret(transcript, DEMO_PASSWORD):
-        raise DemoError("the transcript would reveal the password; not printing it")
+    if leaks_secret(transcript, DEMO_PASSWORD):
+        raise CLIError("the transcript would reveal the password; not printing it")
     print()
     print(f"{_RULE}\nclient transcript (smtpx.SMTP.set_debuglevel(1))\n{_RULE}")
     print(transcript.rstrip("\n"))
@@ -148,39 +108,3 @@ def _format_received(message: SinkMessage) -> str:
     ]
     content = message.content.decode("utf-8", errors="replace").replace("\r\n", "\n")
     return "\n".join(envelope) + content.rstrip("\n")
-
-
-def _leaks_secret(text: str, secret: str) -> bool:
-    """Whether ``text`` holds ``secret`` in clear or in any base64 alignment.
-
-    Example:
-        >>> _leaks_secret("AUTH PLAIN " + base64.b64encode(b"\\0u\\0hunter22").decode(), "hunter22")
-        True
-        >>> _leaks_secret("AUTH PLAIN ********", "hunter22")
-        False
-    """
-    if secret in text:
-        return True
-    raw = secret.encode("utf-8")
-    for shift in range(3):
-        # Only the base64 characters that depend on the secret's bytes alone
-        # survive whatever comes before it (an authzid, a user name).
-        encoded = base64.b64encode(b"\0" * shift + raw).decode("ascii")
-        start = 4 if shift else 0
-        stop = (shift + len(raw)) // 3 * 4
-        if stop - start >= 4 and encoded[start:stop] in text:
-            return True
-    return False
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    detail = text[0] if text else ""
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-
-
-def _version() -> str:
-    try:
-        return metadata.version("smtpx")
-    except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
-        return "unknown"
