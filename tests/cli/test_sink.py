@@ -316,3 +316,28 @@ def test_control_characters_in_the_envelope_are_escaped() -> None:
     message = SinkMessage("a\x1b[2J@example.org", ("b\x07@example.org",), b"hi\r\n", tls=True)
     line = _sink._envelope(message)
     assert line == "from <a\\x1b[2J@example.org> to <b\\x07@example.org>, 4 bytes, TLS"
+
+
+def test_scripted_faults() -> None:
+    """``--fault`` scripts the embedded server's faults (smtpx.testing.Fault), every time."""
+    rcpts = ["b@example.org", "c@example.org"]
+    with sink("--port", "0", "--fault", "RCPT#2 452 4.5.3 Too many recipients") as (_, port):
+        for _ in range(2):
+            with smtpx.SMTP("127.0.0.1", port, "localhost", timeout=10) as client:
+                result = client.deliver(MESSAGE.format("faults"), "a@example.org", rcpts)
+            assert [(r.address, r.status) for r in result.recipients] == [
+                ("b@example.org", "accepted"),
+                ("c@example.org", "deferred"),
+            ]
+    with sink("--port", "0", "--fault", "CONTENT drop") as (_, port):
+        with smtpx.SMTP("127.0.0.1", port, "localhost", timeout=10) as client:
+            with pytest.raises(smtpx.SMTPOutcomeUnknown):
+                client.deliver(MESSAGE.format("dropped"), "a@example.org", rcpts[:1])
+
+
+@pytest.mark.parametrize("spec", ["NOWHERE 550 no", "RCPT#x 450 later", "RCPT", "MAIL 250 ok"])
+def test_bad_fault_specs_are_usage_errors(spec: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parser().parse_args(["sink", "--fault", spec])
+    assert exited.value.code == 2
+    assert "bad --fault" in capsys.readouterr().err

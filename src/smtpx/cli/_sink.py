@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 if TYPE_CHECKING:
-    from smtpx.testing import SinkMessage, SinkServer
+    from smtpx.testing import Fault, SinkMessage, SinkServer
 
 __all__ = ["DEFAULT_PORT", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "register", "run"]
 
@@ -117,6 +117,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--timeout", metavar="SECONDS", type=_seconds, help="stop after this many seconds"
     )
+    parser.add_argument(
+        "--fault",
+        metavar="SPEC",
+        action="append",
+        type=_fault,
+        help=(
+            "a scripted fault (smtpx.testing.Fault), repeatable: 'AT[#N] REPLY' "
+            "(e.g. 'RCPT#2 452 4.5.3 Too many recipients'), 'AT[#N] drop' or "
+            "'AT[#N] delay=SECONDS'; AT is GREETING, EHLO, MAIL, RCPT, DATA, CONTENT, ..."
+        ),
+    )
+
+
+def _fault(text: str) -> Fault:
+    """``AT[#N] REPLY``, ``AT[#N] drop`` or ``AT[#N] delay=SECONDS``, every time it matches
+    (a development server is poked at repeatedly)."""
+    from smtpx.testing import Fault
+
+    where, _, what = text.strip().partition(" ")
+    at, _, nth = where.partition("#")
+    what = what.strip()
+    options: dict[str, object] = {"at": at, "times": None}
+    try:
+        if nth:
+            options["nth"] = int(nth)
+        if what.lower() == "drop":
+            options["drop"] = True
+        elif what.lower().startswith("delay="):
+            options["delay"] = float(what[len("delay=") :])
+        elif what:
+            options["reply"] = what
+        else:
+            raise ValueError("say what happens: a reply, 'drop' or 'delay=SECONDS'")
+        return Fault(**options)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad --fault {text!r}: {exc}") from None
 
 
 def _port(text: str) -> int:
@@ -226,6 +262,7 @@ def _server(factory: type[SinkServer], args: argparse.Namespace) -> SinkServer:
         lmtp=args.lmtp,
         hostname=args.hostname,
         port=args.port,
+        faults=args.fault or (),
     )
 
 
