@@ -330,9 +330,9 @@ def test_scripted_faults() -> None:
                 ("c@example.org", "deferred"),
             ]
     with sink("--port", "0", "--fault", "CONTENT drop") as (_, port):
-        with smtpx.SMTP("127.0.0.1", port, "localhost", timeout=10) as client:
-            with pytest.raises(smtpx.SMTPOutcomeUnknown):
-                client.deliver(MESSAGE.format("dropped"), "a@example.org", rcpts[:1])
+        client = smtpx.SMTP("127.0.0.1", port, "localhost", timeout=10)
+        with client, pytest.raises(smtpx.SMTPOutcomeUnknown):
+            client.deliver(MESSAGE.format("dropped"), "a@example.org", rcpts[:1])
 
 
 @pytest.mark.parametrize("spec", ["NOWHERE 550 no", "RCPT#x 450 later", "RCPT", "MAIL 250 ok"])
