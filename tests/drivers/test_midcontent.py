@@ -126,13 +126,19 @@ def _interrupted(after: int) -> Iterator[bytes]:
 
 
 def _abandoned(
-    chunking: bool, done: threading.Event | None = None, whole_chunk: bool = False
+    chunking: bool,
+    done: threading.Event | None = None,
+    whole_chunk: bool = False,
+    started: threading.Event | None = None,
 ) -> Any:
     """A server whose client stops mid-content: no terminator, no last chunk, only the
-    connection's end (after *done*, if given: until then it reads nothing)."""
+    connection's end (after *done*, if given: until then it reads nothing).  *started* is
+    set once the content has begun to arrive."""
 
     def handler(peer: Peer) -> None:
         _content_started(peer, chunking, whole_chunk)
+        if started is not None:
+            started.set()
         if done is not None:
             assert done.wait(10)
         tail = _drain(peer)
@@ -240,13 +246,17 @@ def test_keyboard_interrupt_while_the_asyncio_client_writes(chunking: bool) -> N
 
 @pytest.mark.parametrize("chunking", [False, True])
 def test_asyncio_task_cancelled_mid_content(chunking: bool) -> None:
-    done = threading.Event()
+    done, started = threading.Event(), threading.Event()
 
     async def main(port: int) -> None:
         smtp = smtpx.AsyncSMTP("127.0.0.1", port, local_hostname="client.test", timeout=TIMEOUT)
         await smtp.connect()
         task = asyncio.create_task(smtp.deliver(HUGE, SENDER, [RCPT], chunking=chunking))
-        await asyncio.sleep(0.3)  # the server reads nothing more: the client waits to write
+        # Wait until the content is flowing (a fixed sleep lost the race on a loaded
+        # machine: the task was cancelled before its first chunk), then a little more: the
+        # server reads nothing more, so the client is left waiting to write.
+        assert await asyncio.to_thread(started.wait, 10)
+        await asyncio.sleep(0.1)
         assert not task.done()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -256,7 +266,7 @@ def test_asyncio_task_cancelled_mid_content(chunking: bool) -> None:
             await smtp.noop()
         await smtp.close()
 
-    with scripted_server(_abandoned(chunking, done)) as (port, _):
+    with scripted_server(_abandoned(chunking, done, started=started)) as (port, _):
         try:
             asyncio.run(main(port))
         finally:
