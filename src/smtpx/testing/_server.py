@@ -71,7 +71,7 @@ class SinkServer:
             the certificate.
         data_size_limit: the SIZE the server advertises and enforces.
 
-    Example:
+    Examples:
         >>> import smtplib
         >>> with SinkServer() as server:
         ...     with smtplib.SMTP(server.host, server.port, "localhost") as client:
@@ -149,7 +149,7 @@ class SinkServer:
     def start(self) -> None:
         """Bind 127.0.0.1 on an ephemeral port and serve from a background thread.
 
-        Example:
+        Examples:
             >>> server = SinkServer()
             >>> server.start()
             >>> server.port > 0
@@ -253,7 +253,7 @@ class SinkServer:
     def client_context(self) -> ssl.SSLContext:
         """A new client SSLContext that trusts this server's CA and checks host names.
 
-        Example:
+        Examples:
             >>> SinkServer(starttls=True).client_context().verify_mode.name
             'CERT_REQUIRED'
         """
