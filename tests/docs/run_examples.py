@@ -106,9 +106,14 @@ def parse(path: Path) -> list[Block]:
             if index == len(lines):
                 raise PageError(f"{path}:{start + 1}: a code block that never ends")
             reason = pending[1] if pending is not None else None
-            block = Block(path, start + 1, fence["lang"].lower(), "\n".join(lines[start + 1 : index]), reason)
+            block = Block(
+                path, start + 1, fence["lang"].lower(), "\n".join(lines[start + 1 : index]), reason
+            )
             if reason is not None and not block.runnable_kind:
-                raise PageError(f"{path}:{pending[0]}: a not-run mark before a {block.lang or 'plain'} block, which never runs")
+                raise PageError(
+                    f"{path}:{pending[0]}: a not-run mark before a "
+                    f"{block.lang or 'plain'} block, which never runs"
+                )
             blocks.append(block)
             pending = None
         elif line.strip() and pending is not None:
@@ -182,7 +187,9 @@ def mapped_network(servers: dict[str, tuple[Any, Any]]) -> Iterator[None]:
             return real_getaddrinfo(server.host, server.port, *args, **kwargs)
         if name in loopback or name is None:
             return real_getaddrinfo(host, port, *args, **kwargs)
-        raise socket.gaierror(socket.EAI_NONAME, f"{name!r} is not a placeholder of the docs harness")
+        raise socket.gaierror(
+            socket.EAI_NONAME, f"{name!r} is not a placeholder of the docs harness"
+        )
 
     def create_default_context(*args: Any, **kwargs: Any) -> ssl.SSLContext:
         context = real_default_context(*args, **kwargs)
@@ -207,9 +214,9 @@ def run_python(block: Block, namespace: dict[str, Any]) -> None:
     )
     before = set(namespace)
     if code.co_flags & inspect.CO_COROUTINE:
-        asyncio.run(eval(code, namespace))  # noqa: S307 - the page's own example
+        asyncio.run(eval(code, namespace))  # the page's own example
     else:
-        exec(code, namespace)  # noqa: S102 - the page's own example
+        exec(code, namespace)
     for name in sorted(set(namespace) - before):
         function = namespace[name]
         if name.startswith("test_") and callable(function):
