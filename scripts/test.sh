@@ -11,7 +11,8 @@
 # 3. runs ruff check, ruff format --check, mypy --strict (once, on 3.11) and
 #    the whole pytest suite with -bb and -W error on each Python version, under
 #    coverage: lines and branches of both runs combined must stay above floors;
-#    then tests/compat on 3.12.
+#    then tests/compat on 3.12; builds the documentation site (mkdocs build --strict);
+# 4. runs scripts/release-check.sh: the built wheel in fresh venvs on 3.11 to 3.13.
 #
 # Every check runs even if an earlier one failed; the exit status is non-zero
 # if any failed. Extra arguments go to pytest (e.g. `-k postfix -x`).
@@ -145,8 +146,11 @@ make_venv() {
         rm -rf "$venv"
         "$python" -m venv "$venv"
     fi
-    log "installing smtpx[dev] into $venv"
-    "$venv/bin/python" -m pip install -q -e '.[dev]'
+    # The documentation tools go into the lint venv only: the site is built once.
+    local extras=dev
+    [[ $version == "$LINT_VERSION" ]] && extras=dev,docs
+    log "installing smtpx[$extras] into $venv"
+    "$venv/bin/python" -m pip install -q -e ".[$extras]"
 }
 
 for version in "${PYTHON_VERSIONS[@]}"; do
@@ -177,6 +181,11 @@ lint=".venv-$LINT_VERSION/bin"
 check "ruff check" "$lint/ruff" check .
 check "ruff format --check" "$lint/ruff" format --check .
 check "mypy --strict src" "$lint/mypy" --strict src
+# The documentation site: any warning fails (broken links and anchors, a page missing
+# from the nav, a docstring that does not render). Its examples run in tests/docs.
+site_dir=$(mktemp -d)
+check "mkdocs build --strict" env NO_MKDOCS_2_WARNING=1 "$lint/mkdocs" build --strict --quiet --site-dir "$site_dir"
+rm -rf "$site_dir"
 
 # Coverage: each Python's run is recorded under coverage (settings in pyproject.toml:
 # branches on, one data file per run), then the runs are combined, so a line that only
@@ -209,6 +218,11 @@ done
 for version in "${COMPAT_ONLY_VERSIONS[@]}"; do
     check "tests/compat on Python $version" ".venv-$version/bin/python" -bb -m pytest -W error -q tests/compat
 done
+# The built sdist and wheel, installed into fresh venvs (a few minutes; skipped when
+# pytest arguments ask for a partial run).
+if (($# == 0)); then
+    check "release check (scripts/release-check.sh)" bash scripts/release-check.sh
+fi
 if (($#)); then
     check "coverage" coverage_report
 else

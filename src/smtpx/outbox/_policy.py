@@ -36,8 +36,9 @@ class Schedule:
     """Delays in seconds: *first*, then each one *factor* times the previous, at most
     *maximum*.
 
-    >>> [Schedule(first=300.0, factor=2.0, maximum=3600.0).delay(n) for n in (1, 2, 5, 9)]
-    [300.0, 600.0, 3600.0, 3600.0]
+    Examples:
+        >>> [Schedule(first=300.0, factor=2.0, maximum=3600.0).delay(n) for n in (1, 2, 5, 9)]
+        [300.0, 600.0, 3600.0, 3600.0]
     """
 
     first: float = 300.0

@@ -3,7 +3,7 @@
 Needs the ``testing`` extra (``pip install 'smtpx[testing]'``), which brings
 aiosmtpd and trustme.
 
-Example:
+Examples:
     >>> import smtplib
     >>> from smtpx.testing import SinkServer
     >>> with SinkServer(starttls=True, auth={"alice": "s3cret"}) as server:

@@ -29,7 +29,7 @@ _NO_AUTH = "502 5.5.1 AUTH is not enabled on this sink server"
 def to_predicate(spec: RcptFilter | None, name: str) -> Callable[[str], bool]:
     """Turn a refusal spec into a predicate; exact string match for collections.
 
-    Example:
+    Examples:
         >>> to_predicate({"bob@example.org"}, "refuse")("bob@example.org")
         True
         >>> to_predicate(None, "refuse")("bob@example.org")
@@ -50,7 +50,7 @@ def to_predicate(spec: RcptFilter | None, name: str) -> Callable[[str], bool]:
 class Mailbox:
     """The thread-safe list of received messages, with a way to wait for more.
 
-    Example:
+    Examples:
         >>> box = Mailbox()
         >>> box.add(SinkMessage("a@x", ("b@x",), b"hi\\r\\n"))
         >>> [m.mail_from for m in box.wait(1, timeout=0.1)]
@@ -88,7 +88,7 @@ def make_authenticator(
 ) -> Callable[[SMTP, Session, Envelope, str, Any], AuthResult]:
     """An aiosmtpd authenticator accepting exactly ``credentials`` (UTF-8, RFC 4616).
 
-    Example:
+    Examples:
         >>> check = make_authenticator({"alice": "s3cret"})
         >>> check(None, None, None, "PLAIN", LoginPassword(b"alice", b"s3cret")).success
         True

@@ -20,7 +20,7 @@ class SinkMessage:
     lists the recipients the message was delivered to, in RCPT order: in LMTP
     mode a recipient refused after DATA is not in it.
 
-    Example:
+    Examples:
         >>> msg = SinkMessage(
         ...     mail_from="a@example.org",
         ...     rcpt_tos=("b@example.org",),
@@ -48,7 +48,7 @@ class SinkMessage:
     def parse(self) -> EmailMessage:
         """Parse ``content`` with the modern ``email.policy.default``.
 
-        Example:
+        Examples:
             >>> SinkMessage("a@x", ("b@x",), b"To: b@x\\r\\n\\r\\nhi\\r\\n").parse()["To"]
             'b@x'
         """

@@ -75,7 +75,7 @@ class SinkServer:
         faults: scripted faults (see ``Fault``), as ``fault()`` adds them.
         port: the loopback port to listen on; 0 (the default) picks a free one.
 
-    Example:
+    Examples:
         >>> import smtplib
         >>> with SinkServer() as server:
         ...     with smtplib.SMTP(server.host, server.port, "localhost") as client:
@@ -161,7 +161,7 @@ class SinkServer:
     def start(self) -> None:
         """Bind 127.0.0.1 (on an ephemeral port by default) and serve from a background thread.
 
-        Example:
+        Examples:
             >>> server = SinkServer()
             >>> server.start()
             >>> server.port > 0
@@ -328,7 +328,7 @@ class SinkServer:
     def client_context(self) -> ssl.SSLContext:
         """A new client SSLContext that trusts this server's CA and checks host names.
 
-        Example:
+        Examples:
             >>> SinkServer(starttls=True).client_context().verify_mode.name
             'CERT_REQUIRED'
         """
