@@ -31,7 +31,7 @@ __all__ = ["COMMANDS", "main"]
 
 #: The subcommand modules, in the order ``--help`` lists them.  ``_probe`` and ``_sink``
 #: are written separately; each module is imported if it is present.
-COMMANDS = ("_demo", "_send", "_sendmail", "_probe", "_sink")
+COMMANDS = ("_demo", "_send", "_sendmail", "_probe", "_sink", "_outbox")
 
 # A copy of smtpx installed or linked as "sendmail" (for cron and mail programs that call
 # /usr/sbin/sendmail) runs the sendmail command.
