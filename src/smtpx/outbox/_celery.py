@@ -332,10 +332,13 @@ class CeleryOutbox:
                     ).fetchone()
                 if row is not None:
                     issued.append((message, row[0], countdown))
-        options: dict[str, Any] = {} if self.queue is None else {"queue": self.queue}
         for message, ticket, countdown in issued:
-            self.task.apply_async((message, ticket), countdown=countdown, **options)
+            self._publish(message, ticket, countdown)
         return len(issued)
+
+    def _publish(self, message: int, ticket: int, countdown: float) -> None:
+        options: dict[str, Any] = {} if self.queue is None else {"queue": self.queue}
+        self.task.apply_async((message, ticket), countdown=countdown, **options)
 
     def _shutdown(self, *args: Any, **kwargs: Any) -> None:
         """A worker stops: QUIT on this process's connection (not an inherited one)."""
