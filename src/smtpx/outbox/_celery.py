@@ -156,6 +156,9 @@ class CeleryOutbox:
         self.task = app.task(
             name=task_name,
             bind=True,
+            # This app's only: a shared task would be registered in every app made
+            # later, with this outbox's database.
+            shared=False,
             # The message is acknowledged after the task returns, and a task whose
             # worker process died goes back to the queue: it runs again, and the store's
             # claim and "sending" mark decide what that run may do.
@@ -165,7 +168,9 @@ class CeleryOutbox:
             max_retries=None,
         )(send)
         #: Schedule it with Celery beat (e.g. every 5 minutes) as the safety net.
-        self.sweep_task = app.task(name=f"{task_name}.sweep", ignore_result=True)(sweep)
+        self.sweep_task = app.task(name=f"{task_name}.sweep", shared=False, ignore_result=True)(
+            sweep
+        )
         worker_process_shutdown.connect(self._shutdown, weak=False)
         worker_shutdown.connect(self._shutdown, weak=False)
 
@@ -292,7 +297,8 @@ class CeleryOutbox:
             sql += f" AND m.id IN ({','.join('?' * len(messages))})"
             params += list(messages)
         rows = store.query(sql, params)
-        return self._issue([(m, t, due if due is not None else now) for m, t, due in rows], now)
+        steps = [(m, ticket, now if due is None else due) for m, due, ticket in rows]
+        return self._issue(steps, now)
 
     # ------------------------------------------------------------- inside
 
