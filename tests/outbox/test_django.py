@@ -4,6 +4,7 @@ database; the outbox is a file in the test's directory."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import django
@@ -20,19 +21,19 @@ if not settings.configured:
     )
     django.setup()
 
-from django.core import mail  # noqa: E402
-from django.core.exceptions import ImproperlyConfigured  # noqa: E402
-from django.db import transaction  # noqa: E402
-from django.test.utils import override_settings  # noqa: E402
+from django.core import mail
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.test.utils import override_settings
 
-from smtpx.outbox import Outbox  # noqa: E402
-from smtpx.outbox._django import OutboxEmailBackend  # noqa: E402
+from smtpx.outbox import Outbox
+from smtpx.outbox._django import OutboxEmailBackend
 
 BACKEND = "smtpx.outbox._django.OutboxEmailBackend"
 
 
 @pytest.fixture
-def path(tmp_path: Path) -> str:
+def path(tmp_path: Path) -> Iterator[str]:
     path = str(tmp_path / "outbox.db")
     with override_settings(EMAIL_BACKEND=BACKEND, SMTPX_OUTBOX=path):
         yield path
