@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import email.utils
 import os
+import re
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +28,6 @@ from typing import Any
 from django.conf import settings  # type: ignore[import-untyped]
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 from django.core.mail.backends.base import BaseEmailBackend  # type: ignore[import-untyped]
-from django.core.mail.message import sanitize_address  # type: ignore[import-untyped]
 from django.db import transaction  # type: ignore[import-untyped]
 
 from ._outbox import Outbox, prepare
@@ -35,6 +35,7 @@ from ._outbox import Outbox, prepare
 __all__ = ["OutboxEmailBackend"]
 
 Item = tuple[bytes, str, list[str]]
+_FORBIDDEN = re.compile(r"[\r\n\0]")
 
 
 class _Outboxes(threading.local):
@@ -82,7 +83,9 @@ class OutboxEmailBackend(BaseEmailBackend):  # type: ignore[misc]
         using: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(fail_silently=fail_silently, **kwargs)
+        # fail_silently is this backend's own (Django 6.1 leaves it to the subclass).
+        super().__init__(**kwargs)
+        self.fail_silently = fail_silently
         self._outbox = outbox if outbox is not None else getattr(settings, "SMTPX_OUTBOX", None)
         if self._outbox is None:
             raise ImproperlyConfigured(
@@ -132,18 +135,22 @@ def _item(message: Any) -> Item | None:
     recipients = message.recipients()  # to + cc + bcc; Bcc is not in the headers
     if not recipients:
         return None
-    encoding = message.encoding or settings.DEFAULT_CHARSET
-    sender = _address(sanitize_address(message.from_email, encoding))
-    addresses = [_address(sanitize_address(r, encoding)) for r in recipients]
-    content = message.message().as_bytes(linesep="\r\n")
-    # The outbox's own checks (CR, LF or NUL in an address, no recipient) run now, so
-    # that the caller sees the error rather than the commit.
-    prepare(content, sender, addresses, key=None, priority=0, not_before=None)
+    sender = _address(message.from_email)
+    addresses = [_address(r) for r in recipients]
+    # The outbox's own flattening (CRLF, SMTPUTF8 when an address needs it) and checks
+    # (CR, LF or NUL in an address) run now: the caller sees an error, not the commit.
+    content = prepare(
+        message.message(), sender, addresses, key=None, priority=0, not_before=None
+    ).content
     return content, sender, addresses
 
 
 def _address(formatted: str) -> str:
     """The bare address of ``"Name <local@domain>"`` (the envelope has no names)."""
+    if not isinstance(formatted, str) or _FORBIDDEN.search(formatted):
+        # Refused before parsing: a line break must never reach a command (RFC 5321
+        # section 2.3.8) nor be folded away by the parser into another address.
+        raise ValueError(f"an address contains CR, LF or NUL, or is not a str: {formatted!r}")
     _, address = email.utils.parseaddr(formatted)
     if not address:
         raise ValueError(f"not an email address: {formatted!r}")
