@@ -3,7 +3,7 @@
 #
 #   scripts/test.sh [PYTEST ARGS...]
 #
-# 1. installs Postfix, Dovecot (LMTP and SASL) and Node.js (apt) if they are
+# 1. installs Postfix, Dovecot (LMTP and SASL), Redis and Node.js (apt) if they are
 #    missing, and Haraka (npm, pinned) into tests/integration/servers/haraka-node;
 #    the tests start their own private instances on loopback, never system ones;
 # 2. creates .venv-3.11 and .venv-3.13 (and .venv-3.12 for the compatibility
@@ -28,7 +28,7 @@ export PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 read -r -a PYTHON_VERSIONS <<<"${PYTHON_VERSIONS:-3.11 3.13}"
 LINT_VERSION=${PYTHON_VERSIONS[0]}
-SERVER_PACKAGES=(postfix dovecot-core dovecot-lmtpd)
+SERVER_PACKAGES=(postfix dovecot-core dovecot-lmtpd redis-server)
 
 started=$SECONDS
 log() { printf '\n==> %s  [%ss]\n' "$*" "$((SECONDS - started))"; }
@@ -69,9 +69,11 @@ install_servers() {
 # The packages' own services may start on install (port 25, /run/dovecot).
 # The tests never use them, so keep them off.
 stop_system_services() {
-    log "stopping the system Postfix/Dovecot services if they run"
+    log "stopping the system Postfix/Dovecot/Redis services if they run"
     if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
-        systemctl disable --now postfix.service dovecot.service 2>/dev/null || true
+        systemctl disable --now postfix.service dovecot.service redis-server.service 2>/dev/null || true
+    elif command -v service >/dev/null && [[ -x /etc/init.d/redis-server ]]; then
+        service redis-server stop >/dev/null 2>&1 || true
     fi
     if [[ -f /etc/postfix/main.cf ]] && postfix status >/dev/null 2>&1; then
         postfix stop || true

@@ -26,6 +26,7 @@ from .servers import (
     EmbeddedSaslServer,
     HarakaServer,
     PostfixServer,
+    RedisServer,
     ServerUnavailable,
     SubmissionServer,
 )
@@ -92,6 +93,13 @@ def submission() -> Iterator[SubmissionServer]:
     ``.client_context()``, ``.mailbox(address)``; see ``servers/submission.py``.
     """
     yield from _serve(SubmissionServer.start, "Postfix with Dovecot SASL")
+
+
+@pytest.fixture(scope="session")
+def redis() -> Iterator[RedisServer]:
+    """A running Redis (the Celery tests' broker): ``.host``, ``.port``, ``.url``; see
+    ``servers/redis.py``."""
+    yield from _serve(RedisServer.start, "Redis")
 
 
 @pytest.fixture(scope="session")

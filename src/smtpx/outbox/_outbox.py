@@ -402,6 +402,27 @@ class Outbox:
             report.elapsed = time.monotonic() - started
         return report
 
+    def _send_ids(self, ids: Sequence[int], send_batch: SendBatch, lease: float) -> RunReport:
+        """One attempt at those of *ids* that are due now, through *send_batch*, with the
+        same claim, "sending" mark and record as ``run`` (the Celery adapter's task)."""
+        _check_run(max(len(ids), 1), lease, None)
+        report = RunReport()
+        started = time.monotonic()
+        now = self._clock()
+        self._store.recover(now, self.policy)
+        token = uuid.uuid4().hex
+        claimed = self._store.claim(token, now, len(ids), lease, ids=ids) if ids else []
+        if claimed:
+            feed = _Feed(self, token, claimed, lease)
+            try:
+                entries: list[Entry] = send_batch(iter(feed))
+                error: BaseException | None = None
+            except Exception as exc:
+                entries, error = [], exc
+            self._record(report, token, claimed, feed, entries, error)
+        report.elapsed = time.monotonic() - started
+        return report
+
     def _claim(self, batch_size: int, lease: float) -> tuple[list[Claimed], str]:
         now = self._clock()
         self._store.recover(now, self.policy)

@@ -199,17 +199,29 @@ class Store:
 
     # ---------------------------------------------------------------- workers
 
-    def claim(self, token: str, now: float, limit: int, lease: float) -> list[Claimed]:
-        """Claim up to *limit* due messages for *token*, until ``now + lease``."""
+    def claim(
+        self,
+        token: str,
+        now: float,
+        limit: int,
+        lease: float,
+        ids: Sequence[int] | None = None,
+    ) -> list[Claimed]:
+        """Claim up to *limit* due messages for *token*, until ``now + lease``; with
+        *ids*, only among those (the Celery adapter's task claims its own message)."""
+        only, params = "", tuple[int, ...]()
+        if ids is not None:
+            # Only "?" marks are formatted into the statement.
+            only, params = f" AND id IN ({','.join('?' * len(ids))})", tuple(ids)
+        sql = (
+            "UPDATE messages SET state = 'in_flight', claim = ?, lease_until = ?,"  # noqa: S608
+            " sending = 0, attempts = attempts + 1, updated = ?"
+            " WHERE id IN (SELECT id FROM messages WHERE state IN ('queued', 'deferred')"
+            f" AND next_attempt <= ?{only} ORDER BY priority DESC, next_attempt, id LIMIT ?)"
+            " RETURNING id, attempts, sender, content, priority, next_attempt"
+        )
         with self.transaction() as db:
-            rows = db.execute(
-                "UPDATE messages SET state = 'in_flight', claim = ?, lease_until = ?,"
-                " sending = 0, attempts = attempts + 1, updated = ?"
-                " WHERE id IN (SELECT id FROM messages WHERE state IN ('queued', 'deferred')"
-                " AND next_attempt <= ? ORDER BY priority DESC, next_attempt, id LIMIT ?)"
-                " RETURNING id, attempts, sender, content, priority, next_attempt",
-                (token, now + lease, now, now, limit),
-            ).fetchall()
+            rows = db.execute(sql, (token, now + lease, now, now, *params, limit)).fetchall()
             claimed = []
             # RETURNING gives no order: send in the order the claim chose.
             rows.sort(key=lambda row: (-row[4], row[5], row[0]))

@@ -15,6 +15,7 @@ from .dovecot import DovecotLMTPServer
 from .embedded_sasl import EmbeddedSaslServer
 from .haraka import HarakaServer
 from .postfix import PostfixServer
+from .redis import RedisServer
 from .submission import SubmissionServer
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "HarakaServer",
     "Mailbox",
     "PostfixServer",
+    "RedisServer",
     "ServerStartError",
     "ServerUnavailable",
     "SubmissionServer",

@@ -1,7 +1,7 @@
 """Start a test server by hand: ``python -m tests.integration.servers NAME``.
 
-NAME is postfix, dovecot, haraka, submission (Postfix with Dovecot SASL) or
-embedded-sasl (aiosmtpd with SCRAM-*-PLUS and EXTERNAL).
+NAME is postfix, dovecot, haraka, submission (Postfix with Dovecot SASL),
+embedded-sasl (aiosmtpd with SCRAM-*-PLUS and EXTERNAL) or redis (the Celery broker).
 
 Prints where it listens and where its files are, then runs until Ctrl-C (or
 SIGTERM), and stops it. ``--check`` only reports whether it can run here.
@@ -18,6 +18,7 @@ from .dovecot import DovecotLMTPServer
 from .embedded_sasl import EmbeddedSaslServer
 from .haraka import HarakaServer
 from .postfix import PostfixServer
+from .redis import RedisServer
 from .submission import SubmissionServer
 
 SERVERS: dict[
@@ -26,13 +27,15 @@ SERVERS: dict[
     | type[DovecotLMTPServer]
     | type[HarakaServer]
     | type[SubmissionServer]
-    | type[EmbeddedSaslServer],
+    | type[EmbeddedSaslServer]
+    | type[RedisServer],
 ] = {
     "postfix": PostfixServer,
     "dovecot": DovecotLMTPServer,
     "haraka": HarakaServer,
     "submission": SubmissionServer,
     "embedded-sasl": EmbeddedSaslServer,
+    "redis": RedisServer,
 }
 
 
@@ -73,6 +76,8 @@ def _describe(server: BaseServer | EmbeddedSaslServer) -> str:
             f"users:    {', '.join(server.users)}; 550: {server.unknown_user}; "
             f"refused after DATA: Subject containing {server.refuse_marker!r}",
         ]
+    elif isinstance(server, RedisServer):
+        lines += [f"Redis:    {server.url}"]
     return "\n".join(lines)
 
 
