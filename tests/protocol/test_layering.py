@@ -48,6 +48,7 @@ LAYERS = {
     "_stdlib_names": 3,
     "__main__": 3,
     "testing": 3,
+    "django": 3,
 }
 
 #: Modules that mean sockets, TLS or an event loop: only the drivers (L2) may use them.
