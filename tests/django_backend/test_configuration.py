@@ -293,3 +293,12 @@ def test_a_forked_child_forgets_the_parents_pools(mail: Mail, pools: list[FakePo
     _backend._forget_pools()  # what os.register_at_fork runs in the child
     assert _backend._pools == {}
     assert not pools[0].closed  # the parent's: not the child's to close
+
+
+def test_the_backend_modules_hold_no_doctest() -> None:
+    # tests/protocol/test_doctests.py leaves smtpx.django out (it needs Django): an
+    # example added here would never run.
+    import inspect
+
+    assert ">>>" not in inspect.getsource(smtpx.django)
+    assert ">>>" not in inspect.getsource(_backend)

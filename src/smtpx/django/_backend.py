@@ -96,9 +96,10 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no t
     *window*) and ``connect``'s (*token*, *context*, *cafile*, *capath*, *minimum_version*,
     *server_name*, *local_hostname*, *source_address*).
 
-    >>> from django.core.mail import send_mail  # doctest: +SKIP
-    >>> send_mail("Hi", "Body", "app@example.org", ["you@example.org"])  # doctest: +SKIP
-    1
+    In ``settings.py``, then ``send_mail`` as usual (it returns 1: one message sent)::
+
+        EMAIL_BACKEND = "smtpx.django.EmailBackend"
+        EMAIL_HOST, EMAIL_PORT, EMAIL_USE_TLS = "mail.example.org", 587, True
     """
 
     def __init__(
