@@ -96,6 +96,7 @@ class AsyncPool:
         self._workers: list[asyncio.Task[None]] = []
         self._count = 0
         self._closed = False
+        self._opening = 0  # connections being opened (leased, not yet sending)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ public
@@ -227,6 +228,8 @@ class AsyncPool:
                     slots = board.destinations[i].slots
                     if index is None and not slots.open:
                         continue
+                    if not slots.idle and self._opening >= board.due_count(now):
+                        continue  # the connections being opened will take what is due
                     out = slots.checkout(now)
                     for slot in out.close:
                         retire.append(self._clients.pop(slot))
@@ -234,6 +237,7 @@ class AsyncPool:
                         out.action is Action.OPEN and index is not None
                     ):
                         assert out.slot is not None
+                        self._opening += out.action is Action.OPEN
                         return _Lease(i, out.slot, out.action, out.check)
                     if out.action is Action.OPEN:
                         assert out.slot is not None
@@ -256,10 +260,12 @@ class AsyncPool:
             try:
                 client = await open_target(self._targets[lease.dest], **self._open_options)
             except Exception as exc:
+                self._opening -= 1
                 slots.checkin(lease.slot, self._now(), usable=False)
                 self._board.connect_failed(lease.dest, exc, self._now())
                 self._notify()
                 return
+            self._opening -= 1
             self._clients[lease.slot] = client
         else:
             client = self._clients[lease.slot]

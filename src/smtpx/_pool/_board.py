@@ -81,6 +81,11 @@ class Board:
     def due(self, now: float) -> bool:
         return bool(self._heap) and self._heap[0][0] <= now
 
+    def due_count(self, now: float) -> int:
+        """How many sends are due at *now* (a driver opens no more connections than
+        that at once)."""
+        return sum(1 for entry in self._heap if entry[0] <= now)
+
     def next_at(self) -> float | None:
         """When the earliest waiting send falls due (None: nothing waits)."""
         return self._heap[0][0] if self._heap else None

@@ -119,6 +119,7 @@ class Pool:
         self._workers: list[threading.Thread] = []
         self._count = 0
         self._closed = False
+        self._opening = 0  # connections being opened (leased, not yet sending)
 
     # ------------------------------------------------------------------ public
 
@@ -271,6 +272,8 @@ class Pool:
                     slots = board.destinations[i].slots
                     if index is None and not slots.open:
                         continue
+                    if not slots.idle and self._opening >= board.due_count(now):
+                        continue  # the connections being opened will take what is due
                     out = slots.checkout(now)
                     for slot in out.close:
                         retire.append(self._clients.pop(slot))
@@ -278,6 +281,7 @@ class Pool:
                         out.action is Action.OPEN and index is not None
                     ):
                         assert out.slot is not None
+                        self._opening += out.action is Action.OPEN
                         return _Lease(i, out.slot, out.action, out.check)
                     if out.action is Action.OPEN:
                         # Down: only a connection already open may be used.
@@ -307,11 +311,13 @@ class Pool:
                 client = open_target(target, **self._open_options)
             except Exception as exc:
                 with self._cond:
+                    self._opening -= 1
                     slots.checkin(lease.slot, time.monotonic(), usable=False)
                     self._board.connect_failed(lease.dest, exc, time.monotonic())
                     self._cond.notify_all()
                 return
             with self._cond:
+                self._opening -= 1
                 self._clients[lease.slot] = client
         else:
             with self._cond:
