@@ -278,6 +278,7 @@ class AsyncPool:
 
         taken: list[tuple[Job, Send]] = []
         bucket = self._board.destinations[lease.dest].bucket
+        last = self._board.spends_budget(lease.dest, slots.budget(lease.slot), self._now())
         first = self._board.take(self._now())
         if first is None:
             slots.checkin(lease.slot, self._now())
@@ -305,7 +306,7 @@ class AsyncPool:
 
         entries: list[Any]
         try:
-            entries = await client.deliver_many(items(), window=self._window)
+            entries = await client.deliver_many(items(), window=self._window, quit=last)
         except Exception as exc:  # deliver_many reports per item; this is a bug guard
             lost = SMTPOutcomeUnknown(f"the batch ended with an error: {exc}")
             lost.__cause__ = exc

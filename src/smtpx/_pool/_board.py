@@ -86,6 +86,15 @@ class Board:
         that at once)."""
         return sum(1 for entry in self._heap if entry[0] <= now)
 
+    def spends_budget(self, dest: int, budget: int | None, now: float) -> bool:
+        """Will a batch starting now on a connection of *dest* with *budget* messages
+        left spend it all?  Then QUIT goes with its last message (one round trip and one
+        write fewer per recycled connection).  Not under a rate limit, where a batch stops
+        at the first message that must wait for a token."""
+        if budget is None or self.destinations[dest].bucket.rate is not None:
+            return False
+        return self.due_count(now) >= budget
+
     def next_at(self) -> float | None:
         """When the earliest waiting send falls due (None: nothing waits)."""
         return self._heap[0][0] if self._heap else None

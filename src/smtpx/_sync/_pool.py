@@ -334,9 +334,13 @@ class Pool:
 
         taken: list[tuple[Job, Send]] = []
         budget = slots.budget(lease.slot)
+        with self._cond:
+            last = self._board.spends_budget(lease.dest, budget, time.monotonic())
         entries: list[Any]
         try:
-            entries = client.deliver_many(self._items(lease, taken, budget), window=self._window)
+            entries = client.deliver_many(
+                self._items(lease, taken, budget), window=self._window, quit=last
+            )
         except Exception as exc:  # deliver_many reports per item; this is a bug guard
             lost = SMTPOutcomeUnknown(f"the batch ended with an error: {exc}")
             lost.__cause__ = exc
