@@ -89,11 +89,13 @@ class Board:
     def spends_budget(self, dest: int, budget: int | None, now: float) -> bool:
         """Will a batch starting now on a connection of *dest* with *budget* messages
         left spend it all?  Then QUIT goes with its last message (one round trip and one
-        write fewer per recycled connection).  Not under a rate limit, where a batch stops
-        at the first message that must wait for a token."""
-        if budget is None or self.destinations[dest].bucket.rate is not None:
+        write fewer per recycled connection).  The busy connections share what is due,
+        so it must be enough for each of them to spend a budget; and not under a rate
+        limit, where a batch stops at the first message that must wait for a token."""
+        destination = self.destinations[dest]
+        if budget is None or destination.bucket.rate is not None:
             return False
-        return self.due_count(now) >= budget
+        return self.due_count(now) >= budget * max(1, destination.slots.busy)
 
     def next_at(self) -> float | None:
         """When the earliest waiting send falls due (None: nothing waits)."""
