@@ -65,3 +65,26 @@ def test_pool_bound_to_one_loop() -> None:
 
     asyncio.run(first())
     asyncio.run(second())
+
+
+def test_same_api_as_the_blocking_pool() -> None:
+    """Pool and AsyncPool: the same public methods with the same parameters; send,
+    send_many and close are coroutines in AsyncPool, submit is not (it returns a
+    future)."""
+    import inspect
+
+    def methods(cls: type) -> dict[str, inspect.Signature]:
+        return {
+            name: inspect.signature(value)
+            for name, value in vars(cls).items()
+            if not name.startswith("_") and callable(value)
+        }
+
+    blocking, asynchronous = methods(smtpx.Pool), methods(smtpx.AsyncPool)
+    assert blocking.keys() == asynchronous.keys() == {"submit", "send", "send_many", "close"}
+    for name in blocking:
+        assert list(blocking[name].parameters) == list(asynchronous[name].parameters), name
+    assert inspect.signature(smtpx.Pool.__init__) == inspect.signature(smtpx.AsyncPool.__init__)
+    for name in ("send", "send_many", "close"):
+        assert inspect.iscoroutinefunction(getattr(smtpx.AsyncPool, name)), name
+    assert not inspect.iscoroutinefunction(smtpx.AsyncPool.submit)
