@@ -96,6 +96,7 @@ class AsyncPool:
         self._workers: list[asyncio.Task[None]] = []
         self._count = 0
         self._closed = False
+        self._opening = 0  # connections being opened (leased, not yet sending)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ public
@@ -227,6 +228,8 @@ class AsyncPool:
                     slots = board.destinations[i].slots
                     if index is None and not slots.open:
                         continue
+                    if not slots.idle and self._opening >= board.due_count(now):
+                        continue  # the connections being opened will take what is due
                     out = slots.checkout(now)
                     for slot in out.close:
                         retire.append(self._clients.pop(slot))
@@ -234,6 +237,7 @@ class AsyncPool:
                         out.action is Action.OPEN and index is not None
                     ):
                         assert out.slot is not None
+                        self._opening += out.action is Action.OPEN
                         return _Lease(i, out.slot, out.action, out.check)
                     if out.action is Action.OPEN:
                         assert out.slot is not None
@@ -256,10 +260,12 @@ class AsyncPool:
             try:
                 client = await open_target(self._targets[lease.dest], **self._open_options)
             except Exception as exc:
+                self._opening -= 1
                 slots.checkin(lease.slot, self._now(), usable=False)
                 self._board.connect_failed(lease.dest, exc, self._now())
                 self._notify()
                 return
+            self._opening -= 1
             self._clients[lease.slot] = client
         else:
             client = self._clients[lease.slot]
@@ -272,6 +278,7 @@ class AsyncPool:
 
         taken: list[tuple[Job, Send]] = []
         bucket = self._board.destinations[lease.dest].bucket
+        last = self._board.spends_budget(lease.dest, slots.budget(lease.slot), self._now())
         first = self._board.take(self._now())
         if first is None:
             slots.checkin(lease.slot, self._now())
@@ -299,7 +306,7 @@ class AsyncPool:
 
         entries: list[Any]
         try:
-            entries = await client.deliver_many(items(), window=self._window)
+            entries = await client.deliver_many(items(), window=self._window, quit=last)
         except Exception as exc:  # deliver_many reports per item; this is a bug guard
             lost = SMTPOutcomeUnknown(f"the batch ended with an error: {exc}")
             lost.__cause__ = exc

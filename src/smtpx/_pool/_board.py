@@ -81,6 +81,22 @@ class Board:
     def due(self, now: float) -> bool:
         return bool(self._heap) and self._heap[0][0] <= now
 
+    def due_count(self, now: float) -> int:
+        """How many sends are due at *now* (a driver opens no more connections than
+        that at once)."""
+        return sum(1 for entry in self._heap if entry[0] <= now)
+
+    def spends_budget(self, dest: int, budget: int | None, now: float) -> bool:
+        """Will a batch starting now on a connection of *dest* with *budget* messages
+        left spend it all?  Then QUIT goes with its last message (one round trip and one
+        write fewer per recycled connection).  The busy connections share what is due,
+        so it must be enough for each of them to spend a budget; and not under a rate
+        limit, where a batch stops at the first message that must wait for a token."""
+        destination = self.destinations[dest]
+        if budget is None or destination.bucket.rate is not None:
+            return False
+        return self.due_count(now) >= budget * max(1, destination.slots.busy)
+
     def next_at(self) -> float | None:
         """When the earliest waiting send falls due (None: nothing waits)."""
         return self._heap[0][0] if self._heap else None

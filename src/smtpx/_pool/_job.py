@@ -12,6 +12,8 @@ left, ``result()`` is the message's ``PoolResult``.  No clock, no I/O: the drive
 >>> job = Job(0, b"Subject: hi\\r\\n\\r\\nhello\\r\\n", "me@example.org",
 ...           ["a@example.org", "b@example.org"], now=0.0, schedule=RetrySchedule(first=1.0))
 >>> (send,) = job.start()
+>>> job.item(send)[2]  # the deliver_many item: (message, sender, recipients)
+['a@example.org', 'b@example.org']
 >>> ok, busy = Reply(250, (b"2.1.5 Ok",)), Reply(451, (b"4.3.0 try later",))
 >>> result = SendResult(
 ...     (RecipientResult("a@example.org", ok), RecipientResult("b@example.org", busy)),

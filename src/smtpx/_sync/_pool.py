@@ -119,6 +119,7 @@ class Pool:
         self._workers: list[threading.Thread] = []
         self._count = 0
         self._closed = False
+        self._opening = 0  # connections being opened (leased, not yet sending)
 
     # ------------------------------------------------------------------ public
 
@@ -271,6 +272,8 @@ class Pool:
                     slots = board.destinations[i].slots
                     if index is None and not slots.open:
                         continue
+                    if not slots.idle and self._opening >= board.due_count(now):
+                        continue  # the connections being opened will take what is due
                     out = slots.checkout(now)
                     for slot in out.close:
                         retire.append(self._clients.pop(slot))
@@ -278,6 +281,7 @@ class Pool:
                         out.action is Action.OPEN and index is not None
                     ):
                         assert out.slot is not None
+                        self._opening += out.action is Action.OPEN
                         return _Lease(i, out.slot, out.action, out.check)
                     if out.action is Action.OPEN:
                         # Down: only a connection already open may be used.
@@ -307,11 +311,13 @@ class Pool:
                 client = open_target(target, **self._open_options)
             except Exception as exc:
                 with self._cond:
+                    self._opening -= 1
                     slots.checkin(lease.slot, time.monotonic(), usable=False)
                     self._board.connect_failed(lease.dest, exc, time.monotonic())
                     self._cond.notify_all()
                 return
             with self._cond:
+                self._opening -= 1
                 self._clients[lease.slot] = client
         else:
             with self._cond:
@@ -328,9 +334,13 @@ class Pool:
 
         taken: list[tuple[Job, Send]] = []
         budget = slots.budget(lease.slot)
+        with self._cond:
+            last = self._board.spends_budget(lease.dest, budget, time.monotonic())
         entries: list[Any]
         try:
-            entries = client.deliver_many(self._items(lease, taken, budget), window=self._window)
+            entries = client.deliver_many(
+                self._items(lease, taken, budget), window=self._window, quit=last
+            )
         except Exception as exc:  # deliver_many reports per item; this is a bug guard
             lost = SMTPOutcomeUnknown(f"the batch ended with an error: {exc}")
             lost.__cause__ = exc
