@@ -215,7 +215,24 @@ PY
 }
 for version in "${PYTHON_VERSIONS[@]}"; do
     # pytest exits 5 when it collected no tests: non-zero, so a failure here too.
-    check "pytest on Python $version" ".venv-$version/bin/python" -bb -m coverage run -m pytest -W error "$@"
+    # tests/django_backend needs Django: it runs below, once per Django version.
+    check "pytest on Python $version" ".venv-$version/bin/python" -bb -m coverage run -m pytest -W error --ignore=tests/django_backend "$@"
+done
+# smtpx.django against real Django: 5.2 LTS (on 3.11: Django 6 needs 3.12) and 6.1 (on
+# 3.13), each installed into its own directory (not the venv: the main runs have no
+# Django) and put first on the path for this run only.
+for pair in 5.2:3.11 6.1:3.13; do
+    django=${pair%%:*} version=${pair##*:} target=.django-${pair%%:*}
+    if [[ ! -d .venv-$version ]]; then
+        make_venv "$version"
+    fi
+    if ! PYTHONPATH=$target ".venv-$version/bin/python" -c "import django, sys; sys.exit(django.get_version().rpartition('.')[0] != '$django')" 2>/dev/null; then
+        log "installing Django $django.x into $target"
+        rm -rf "$target"
+        ".venv-$version/bin/python" -m pip install -q --target "$target" "django==$django.*"
+    fi
+    check "tests/django_backend with Django $django on Python $version" \
+        env PYTHONPATH="$target" ".venv-$version/bin/python" -bb -m coverage run -m pytest -W error tests/django_backend
 done
 for version in "${COMPAT_ONLY_VERSIONS[@]}"; do
     check "tests/compat on Python $version" ".venv-$version/bin/python" -bb -m pytest -W error -q tests/compat

@@ -35,6 +35,7 @@ from ._addresses import quote_periods as _quote_periods  # noqa: F401
 from ._addresses import quoteaddr, quotedata
 from ._async import AsyncLMTP, AsyncSMTP, AsyncSMTP_SSL
 from ._async._connect import aconnect, asend
+from ._async._pool import AsyncPool
 from ._clientbase import CRLF, LMTP_PORT, SMTP_PORT, SMTP_SSL_PORT
 from ._compose import compose
 from ._exceptions import (
@@ -60,6 +61,9 @@ from ._exceptions import (
     SMTPTimeoutError,
 )
 from ._log import LogObserver, Transcript
+from ._pool import RecipientFate, RetrySchedule
+from ._pool import State as DeliveryState
+from ._pool._job import PoolResult
 from ._protocol import MAX_CHALLENGES as _MAXCHALLENGE  # noqa: F401 (smtplib's name)
 from ._protocol import MAX_LINE as _MAXLINE  # noqa: F401 (CPython's tests read it)
 from ._protocol import (
@@ -83,6 +87,7 @@ from ._stdlib_names import SmtplibModule as _SmtplibModule
 from ._stdlib_names import have_ssl as _have_ssl  # noqa: F401 (smtplib's name)
 from ._sync import LMTP, SMTP, SMTP_SSL
 from ._sync._connect import connect, send
+from ._sync._pool import Pool
 from ._timeouts import Timeouts
 
 __version__ = "0.1.0.dev0"
@@ -101,6 +106,7 @@ __all__ = [
     "SMTP_SSL",
     "SMTP_SSL_PORT",
     "AsyncLMTP",
+    "AsyncPool",
     "AsyncSMTP",
     "AsyncSMTP_SSL",
     "CommandSent",
@@ -109,15 +115,20 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionFailed",
     "ContentSent",
+    "DeliveryState",
     "EnhancedStatus",
     "InsecureWarning",
     "LogObserver",
     "Observer",
+    "Pool",
+    "PoolResult",
     "RawSent",
     "Recipient",
+    "RecipientFate",
     "RecipientResult",
     "Reply",
     "ReplyReceived",
+    "RetrySchedule",
     "SMTPAuthenticationError",
     "SMTPConnectError",
     "SMTPDataError",

@@ -36,6 +36,7 @@ __all__ = [
     "batch_outcome",
     "check_policy",
     "prepare",
+    "prepare_options",
     "verified_context",
 ]
 
@@ -154,6 +155,32 @@ def prepare(
     )
     tls_context = verified_context(checked, context, settings)
     return Target(endpoint, checked, tls_context, credentials, settings.server_name)
+
+
+#: The keyword options of ``connect`` that build its ``Target`` (``prepare``).
+_TARGET_OPTIONS = ("username", "password", "token", "policy", "context")
+_TLS_OPTIONS = ("cafile", "capath", "certfile", "keyfile", "minimum_version", "server_name")
+#: The keyword options of ``connect`` used when the connection is opened.
+OPEN_OPTIONS = ("timeout", "local_hostname", "source_address")
+
+
+def prepare_options(url: str, options: dict[str, Any]) -> tuple[Target, dict[str, Any]]:
+    """``prepare`` from ``connect``'s keyword *options* (a pool takes them as ``**``):
+    the target, and the options for opening each connection.  An unknown option raises
+    ``TypeError``, as a call of ``connect`` with it would."""
+    unknown = set(options) - {*_TARGET_OPTIONS, *_TLS_OPTIONS, *OPEN_OPTIONS}
+    if unknown:
+        raise TypeError(f"unexpected connect option(s): {', '.join(sorted(unknown))}")
+    target = prepare(
+        url,
+        username=options.get("username"),
+        password=options.get("password"),
+        token=options.get("token"),
+        policy=options.get("policy", "strict"),
+        context=options.get("context"),
+        settings=TLSSettings(*(options.get(name) for name in _TLS_OPTIONS)),
+    )
+    return target, {name: options.get(name) for name in OPEN_OPTIONS}
 
 
 def batch_items(message: Any, sender: str | None, recipients: Any) -> list[Any]:

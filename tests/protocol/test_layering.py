@@ -53,6 +53,7 @@ LAYERS = {
     # connections through the drivers (smtpx.connect) and sleep, so the package is L2.
     "outbox": 2,
     "pytest_plugin": 3,
+    "django": 3,
 }
 
 #: Modules that mean sockets, TLS or an event loop: only the drivers (L2) may use them.

@@ -9,13 +9,13 @@ from typing import Any
 from .._compose import message_from_options
 from .._exceptions import SMTPConnectError
 from .._results import SendResult
-from .._security import TLSSettings, batch_items, batch_outcome, prepare
+from .._security import Target, TLSSettings, batch_items, batch_outcome, prepare
 from .._session import TokenProvider, open_session
 from .._timeouts import Timeouts
 from ._client import AsyncSMTP
 from ._variants import AsyncLMTP, AsyncSMTP_SSL
 
-__all__ = ["aconnect", "asend"]
+__all__ = ["aconnect", "asend", "open_target"]
 
 
 async def aconnect(
@@ -52,6 +52,16 @@ async def aconnect(
         context=context,
         settings=TLSSettings(cafile, capath, certfile, keyfile, minimum_version, server_name),
     )
+    return await open_target(target, timeout, local_hostname, source_address)
+
+
+async def open_target(
+    target: Target,
+    timeout: float | Timeouts | None,
+    local_hostname: str | None,
+    source_address: tuple[str, int] | None,
+) -> AsyncSMTP:
+    """``smtpx._sync._connect.open_target`` for asyncio."""
     client = target.client((AsyncSMTP, AsyncSMTP_SSL, AsyncLMTP), timeout, local_hostname)
     endpoint = target.endpoint
     try:

@@ -9,13 +9,13 @@ from typing import Any
 from .._compose import message_from_options
 from .._exceptions import SMTPConnectError
 from .._results import SendResult
-from .._security import TLSSettings, batch_items, batch_outcome, prepare
+from .._security import Target, TLSSettings, batch_items, batch_outcome, prepare
 from .._session import TokenProvider, open_session
 from .._timeouts import Timeouts
 from ._client import SMTP
 from ._variants import LMTP, SMTP_SSL
 
-__all__ = ["connect", "send"]
+__all__ = ["connect", "open_target", "send"]
 
 
 def connect(
@@ -66,6 +66,17 @@ def connect(
         context=context,
         settings=TLSSettings(cafile, capath, certfile, keyfile, minimum_version, server_name),
     )
+    return open_target(target, timeout, local_hostname, source_address)
+
+
+def open_target(
+    target: Target,
+    timeout: float | Timeouts | None,
+    local_hostname: str | None,
+    source_address: tuple[str, int] | None,
+) -> SMTP:
+    """Connect to *target* (``prepare``'s), secure the session and log in (``connect``
+    after its checks; the pool opens each connection this way)."""
     client = target.client((SMTP, SMTP_SSL, LMTP), timeout, local_hostname)
     endpoint = target.endpoint
     try:
