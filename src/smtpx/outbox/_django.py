@@ -25,10 +25,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from django.conf import settings  # type: ignore[import-untyped]
-from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
-from django.core.mail.backends.base import BaseEmailBackend  # type: ignore[import-untyped]
-from django.db import transaction  # type: ignore[import-untyped]
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.mail.backends.base import BaseEmailBackend
+from django.db import transaction
 
 from ._outbox import Outbox, prepare
 
