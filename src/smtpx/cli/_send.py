@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from .._compose import compose
+from .._exceptions import SMTPNotAttempted
 from .._log import render
 from .._message import envelope_from_headers
 from .._protocol import ContentSent, Reply, SessionEvent
 from .._results import Recipient, RecipientResult, SendResult
+from .._sync._pool import Pool
 from .._url import parse_url
 from . import _accounts
 from ._accounts import EXIT_CONFIG, Account
@@ -131,14 +133,21 @@ def register(subparsers: Any) -> None:
         help="send this message file as it is ('-' for stdin); its Bcc header is removed",
     )
     message.add_argument(
-        "--eml-dir", metavar="DIR", help="send every *.eml file of DIR, on one connection"
+        "--eml-dir", metavar="DIR", help="send every *.eml file of DIR (through the pool)"
     )
     message.add_argument(
         "--repeat",
         type=_positive,
         default=1,
         metavar="N",
-        help="send the message N times, on one connection",
+        help="send the message N times (through the pool)",
+    )
+    message.add_argument(
+        "--connections",
+        type=_positive,
+        default=4,
+        metavar="N",
+        help="connections the pool may open for many messages (default 4)",
     )
     dsn = parser.add_argument_group("delivery status notifications (RFC 3461)")
     dsn.add_argument("--notify", metavar="WHEN", help="NEVER, or any of SUCCESS,FAILURE,DELAY")
@@ -704,15 +713,62 @@ def _send(args: argparse.Namespace, out: Output, report: dict[str, Any]) -> int:
             if not args.json:
                 _show(out, [result])
             return EXIT_CODES["partial"] if result.refused or result.deferred else 0
-        with out.progress(total, "sending") as advance:
-            counter.advance = advance
-            entries = session.deliver_many(items(), **dsn)
+        if _pool_url(server) is None or server.mechanism != "auto" or dsn:
+            # The pool opens its connections from a URL with automatic login and takes no
+            # DSN options: a mode it cannot express (STARTTLS only if offered, a chosen
+            # mechanism, DSN) sends on this connection.
+            with out.progress(total, "sending") as advance:
+                counter.advance = advance
+                entries = session.deliver_many(items(), **dsn)
+        else:
+            session.close()  # the server and the credentials are checked: now the pool
+            with out.progress(total, "sending") as advance:
+                entries = _send_through_pool(server, args.connections, items(), advance, dsn)
         report["messages"] = [_entry_json(e) for e in entries]
         if not args.json:
             _show(out, entries)
         return _batch_status(entries)
     finally:
         session.close()
+
+
+def _pool_url(server: Server) -> str | None:
+    """The URL the pool opens its connections with, when the TLS mode has one."""
+    if server.unix or server.tls == "starttls-if-offered":
+        return None
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    return f"{server.scheme}://{host}:{server.port}"
+
+
+def _send_through_pool(
+    server: Server,
+    connections: int,
+    items: Iterator[tuple[Any, str, list[str]]],
+    advance: Callable[[], None],
+    dsn: dict[str, Any],
+) -> list[SendResult | Exception]:
+    """Many messages through ``smtpx.Pool`` (up to *connections* at once, no retries: a
+    deferred recipient is reported); each entry is the message's last attempt."""
+    url = _pool_url(server)
+    assert url is not None
+    verified = server.context.verify_mode == ssl.CERT_REQUIRED
+    options: dict[str, Any] = {
+        "max_connections": connections,
+        "retry": None,
+        "policy": "strict" if verified and server.tls != "none" else "compat",
+        "context": server.context,
+        "server_name": server.server_name,
+        "timeout": server.timeout,
+        "local_hostname": server.ehlo,
+    }
+    if server.username is not None:
+        options.update(username=server.username, password=server.password)
+    with Pool(url, **options) as pool:
+        results = pool.send_many(items, progress=lambda done, total: advance())
+    return [
+        result.attempts[-1] if result.attempts else SMTPNotAttempted("never attempted")
+        for result in results
+    ]
 
 
 def _check_notify(notify: list[str] | None) -> None:
