@@ -334,3 +334,18 @@ def test_a_mechanism_the_server_cannot_do_moves_to_the_next(
 def test_bad_arguments_fail_before_any_connection(options: dict[str, Any], says: str) -> None:
     with pytest.raises(ValueError, match=says):
         smtpx.connect("smtp://127.0.0.1:9", **options)
+
+
+def test_a_plaintext_connection_builds_no_tls_context() -> None:
+    """Loading the system's CAs costs tens of milliseconds (3 round trips at 20 ms in
+    bench/rtt.py's plain one-shot session): only a connection that starts TLS builds one."""
+    from smtpx._security import TLSSettings, prepare
+
+    def context_of(url: str, policy: str) -> object:
+        options = {"username": None, "password": None, "token": None, "context": None}
+        return prepare(url, policy=policy, settings=TLSSettings(), **options).context
+
+    assert context_of("smtp://127.0.0.1:25", "compat") is None
+    assert context_of("lmtp+unix:///run/lmtp", "strict") is None
+    assert isinstance(context_of("smtp://127.0.0.1:25", "strict"), ssl.SSLContext)
+    assert isinstance(context_of("smtps://127.0.0.1", "compat"), ssl.SSLContext)
