@@ -25,7 +25,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from django.conf import settings
+from django import conf  # conf.settings read when used: inspecting a module-level lazy
+
+# `settings` (doctest does) fails before Django is configured.
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
@@ -86,12 +88,14 @@ class OutboxEmailBackend(BaseEmailBackend):  # type: ignore[misc]
         # fail_silently is this backend's own (Django 6.1 leaves it to the subclass).
         super().__init__(**kwargs)
         self.fail_silently = fail_silently
-        self._outbox = outbox if outbox is not None else getattr(settings, "SMTPX_OUTBOX", None)
+        self._outbox = (
+            outbox if outbox is not None else getattr(conf.settings, "SMTPX_OUTBOX", None)
+        )
         if self._outbox is None:
             raise ImproperlyConfigured(
                 "OutboxEmailBackend needs the SMTPX_OUTBOX setting (the outbox's file)"
             )
-        self.using = using or getattr(settings, "SMTPX_OUTBOX_DATABASE", "default")
+        self.using = using or getattr(conf.settings, "SMTPX_OUTBOX_DATABASE", "default")
 
     def _target(self) -> Any:
         target = self._outbox
