@@ -30,7 +30,8 @@ from .._results import Recipient, SendResult
 from . import _accounts
 from ._accounts import EXIT_CONFIG
 from ._common import CLIError, describe
-from ._send import Transcript, add_connection_options, raw_envelope, server_from_options, strip_bcc
+from ._send import Transcript, raw_envelope, strip_bcc
+from ._server_options import add_connection_options, server_from_options
 from ._transfer import PhaseError, Session
 
 __all__ = ["SYSEXITS", "add_missing_headers", "read_message", "register", "run"]
