@@ -15,7 +15,7 @@ from typing import Any
 
 from .._exceptions import SMTPOutcomeUnknown, SMTPServerDisconnected
 from .._pool import Action, Limits, PoolPolicy, RetrySchedule, Send, Slot
-from .._pool._board import Board
+from .._pool._board import Board, Lease
 from .._pool._job import NO_RETRY, Job, PoolResult, envelope_recipients, retained
 from .._security import Target, prepare_options
 from .._sync._pool import AGAIN, _Again, pool_items, reindexed
@@ -42,13 +42,6 @@ class _Signal:
             await asyncio.wait_for(self._event.wait(), timeout)
         except TimeoutError:
             pass
-
-
-class _Lease:
-    __slots__ = ("action", "check", "dest", "slot")
-
-    def __init__(self, dest: int, slot: Slot, action: Action, check: bool) -> None:
-        self.dest, self.slot, self.action, self.check = dest, slot, action, check
 
 
 class AsyncPool:
@@ -202,7 +195,7 @@ class AsyncPool:
                 return
             if isinstance(lease, _Again):
                 continue
-            if isinstance(lease, _Lease):
+            if isinstance(lease, Lease):
                 await self._run(lease)
             else:
                 job, send, error = lease
@@ -210,51 +203,27 @@ class AsyncPool:
 
     async def _lease(
         self, retire: list[AsyncSMTP]
-    ) -> _Lease | tuple[Job, Send, BaseException] | _Again | None:
+    ) -> Lease | tuple[Job, Send, BaseException] | _Again | None:
         """Wait until a send is due and a connection is free (see ``Pool._lease``)."""
-        board = self._board
         assert self._signal is not None
         while True:
             now = self._now()
-            for dest in board.destinations:
-                for slot in dest.slots.sweep(now):
-                    retire.append(self._clients.pop(slot))
-            if self._closed and not board.open_jobs:
+            pick = self._board.pick(now, closed=self._closed, opening=self._opening)
+            retire.extend(self._clients.pop(slot) for slot in pick.retire)
+            if pick.done:
                 return None
-            if board.due(now):
-                index = board.choose(now)
-                candidates = range(len(board.destinations)) if index is None else (index,)
-                for i in candidates:
-                    slots = board.destinations[i].slots
-                    if index is None and not slots.open:
-                        continue
-                    if not slots.idle and self._opening >= board.due_count(now):
-                        continue  # the connections being opened will take what is due
-                    out = slots.checkout(now)
-                    for slot in out.close:
-                        retire.append(self._clients.pop(slot))
-                    if out.action is Action.REUSE or (
-                        out.action is Action.OPEN and index is not None
-                    ):
-                        assert out.slot is not None
-                        self._opening += out.action is Action.OPEN
-                        return _Lease(i, out.slot, out.action, out.check)
-                    if out.action is Action.OPEN:
-                        assert out.slot is not None
-                        slots.checkin(out.slot, now, usable=False)
-                if index is None and not any(d.slots.open for d in board.destinations):
-                    charged = board.charge(now)
-                    if charged is not None:
-                        charged[0].item(charged[1])
-                        return charged
-                wake = board.wake_at(now, sends=False)
-            else:
-                wake = board.wake_at(now)
+            if pick.lease is not None:
+                self._opening += pick.lease.action is Action.OPEN
+                return pick.lease
+            if pick.charged is not None:
+                return pick.charged
             if retire:
                 return AGAIN  # close the stale connections first, then look again
-            await self._signal.wait(None if wake is None else max(0.0, wake - now) + 0.001)
+            await self._signal.wait(
+                None if pick.wake is None else max(0.0, pick.wake - now) + 0.001
+            )
 
-    async def _run(self, lease: _Lease) -> None:
+    async def _run(self, lease: Lease) -> None:
         slots = self._board.destinations[lease.dest].slots
         if lease.action is Action.OPEN:
             try:

@@ -35,14 +35,50 @@ from collections.abc import Callable, Sequence
 from ._fates import Outcome, Send
 from ._job import Job
 from ._policy import Destination, PoolPolicy
+from ._slots import Action, Slot
 
-__all__ = ["DOWN_HOLD", "Board"]
+__all__ = ["DOWN_HOLD", "Board", "Lease", "Pick"]
 
 #: Seconds a destination whose connection failed is passed over for the next URL (and,
 #: with a single URL, during which due messages are charged the failure instead of
 #: connecting again at once): long enough not to hammer a server that refuses, short
 #: enough that a restarted relay is used again within a few seconds.
 DOWN_HOLD = 5.0
+
+
+class Lease:
+    """A connection a driver may use now: its destination, its slot, and what to do first
+    (open it, or NOOP it when *check*)."""
+
+    __slots__ = ("action", "check", "dest", "slot")
+
+    def __init__(self, dest: int, slot: Slot, action: Action, check: bool) -> None:
+        self.dest, self.slot, self.action, self.check = dest, slot, action, check
+
+
+class Pick:
+    """What ``Board.pick`` decided: a *lease* to use, or a send *charged* with the failure of
+    every destination, or *done* (the pool is closed and empty), or nothing yet (look again
+    at *wake*); and, in every case, the stale idle connections to *retire* first."""
+
+    __slots__ = ("charged", "done", "lease", "retire", "wake")
+
+    def __init__(
+        self,
+        retire: list[Slot],
+        *,
+        lease: Lease | None = None,
+        charged: tuple[Job, Send, BaseException] | None = None,
+        done: bool = False,
+        wake: float | None = None,
+    ) -> None:
+        self.retire, self.lease, self.charged, self.done, self.wake = (
+            retire,
+            lease,
+            charged,
+            done,
+            wake,
+        )
 
 
 class Board:
@@ -170,6 +206,43 @@ class Board:
         if taken is None:
             return None
         return taken[0], taken[1], error
+
+    def pick(self, now: float, *, closed: bool, opening: int) -> Pick:
+        """The one decision both drivers' workers make, under their lock: which connection
+        to use now, if any.  *opening*: connections being opened by other workers (they
+        will take what is due, so no more are opened than sends wait)."""
+        retire: list[Slot] = []
+        for dest in self.destinations:
+            retire += dest.slots.sweep(now)
+        if closed and not self.open_jobs:
+            return Pick(retire, done=True)
+        if not self.due(now):
+            return Pick(retire, wake=self.wake_at(now))
+        index = self.choose(now)
+        candidates = range(len(self.destinations)) if index is None else (index,)
+        for i in candidates:
+            slots = self.destinations[i].slots
+            if index is None and not slots.open:
+                continue
+            if not slots.idle and opening >= self.due_count(now):
+                continue  # the connections being opened will take what is due
+            out = slots.checkout(now)
+            retire += out.close
+            if out.action is Action.REUSE or (out.action is Action.OPEN and index is not None):
+                assert out.slot is not None
+                return Pick(retire, lease=Lease(i, out.slot, out.action, out.check))
+            if out.action is Action.OPEN:
+                # Down: only a connection already open may be used.
+                assert out.slot is not None
+                slots.checkin(out.slot, now, usable=False)
+        if index is None and not any(d.slots.open for d in self.destinations):
+            charged = self.charge(now)
+            if charged is not None:
+                charged[0].item(charged[1])
+                return Pick(retire, charged=charged)
+        # Every allowed connection is busy: wait for one to come back (a checkin notifies),
+        # a destination to come back up, or an idle one to go stale.
+        return Pick(retire, wake=self.wake_at(now, sends=False))
 
     def wake_at(self, now: float, sends: bool = True) -> float | None:
         """When a waiting driver must look again: a send falls due (unless *sends* is

@@ -20,7 +20,7 @@ from typing import Any
 
 from .._exceptions import SMTPOutcomeUnknown, SMTPServerDisconnected
 from .._pool import Action, Limits, PoolPolicy, RetrySchedule, Send, Slot
-from .._pool._board import Board
+from .._pool._board import Board, Lease
 from .._pool._job import NO_RETRY, Job, PoolResult, envelope_recipients, retained
 from .._security import Target, prepare_options
 from ._client import SMTP
@@ -51,15 +51,6 @@ class _Again:
 
 
 AGAIN = _Again()
-
-
-class _Lease:
-    """A connection a worker holds: its slot, its destination, and what to do first."""
-
-    __slots__ = ("action", "check", "dest", "slot")
-
-    def __init__(self, dest: int, slot: Slot, action: Action, check: bool) -> None:
-        self.dest, self.slot, self.action, self.check = dest, slot, action, check
 
 
 class Pool:
@@ -243,65 +234,34 @@ class Pool:
                 return
             if isinstance(lease, _Again):
                 continue
-            if isinstance(lease, _Lease):
+            if isinstance(lease, Lease):
                 self._run(lease)
             else:
                 job, send, error = lease
                 self._settle([(job, send, error)], None)
 
-    def _lease(
-        self, retire: list[SMTP]
-    ) -> _Lease | tuple[Job, Send, BaseException] | _Again | None:
+    def _lease(self, retire: list[SMTP]) -> Lease | tuple[Job, Send, BaseException] | _Again | None:
         """Under the lock: wait until a send is due and a connection is free for it.
 
         When every destination is down and none has a connection open, the earliest due
         send is returned with the failure to settle it with.  None: the pool is closed
         and empty."""
-        board = self._board
         while True:
             now = time.monotonic()
-            for dest in board.destinations:
-                for slot in dest.slots.sweep(now):
-                    retire.append(self._clients.pop(slot))
-            if self._closed and not board.open_jobs:
+            pick = self._board.pick(now, closed=self._closed, opening=self._opening)
+            retire.extend(self._clients.pop(slot) for slot in pick.retire)
+            if pick.done:
                 return None
-            if board.due(now):
-                index = board.choose(now)
-                candidates = range(len(board.destinations)) if index is None else (index,)
-                for i in candidates:
-                    slots = board.destinations[i].slots
-                    if index is None and not slots.open:
-                        continue
-                    if not slots.idle and self._opening >= board.due_count(now):
-                        continue  # the connections being opened will take what is due
-                    out = slots.checkout(now)
-                    for slot in out.close:
-                        retire.append(self._clients.pop(slot))
-                    if out.action is Action.REUSE or (
-                        out.action is Action.OPEN and index is not None
-                    ):
-                        assert out.slot is not None
-                        self._opening += out.action is Action.OPEN
-                        return _Lease(i, out.slot, out.action, out.check)
-                    if out.action is Action.OPEN:
-                        # Down: only a connection already open may be used.
-                        assert out.slot is not None
-                        slots.checkin(out.slot, now, usable=False)
-                if index is None and not any(d.slots.open for d in board.destinations):
-                    charged = board.charge(now)
-                    if charged is not None:
-                        charged[0].item(charged[1])
-                        return charged
-                # Every allowed connection is busy: wait for one to come back (a checkin
-                # notifies), a destination to come back up, or an idle one to go stale.
-                wake = board.wake_at(now, sends=False)
-            else:
-                wake = board.wake_at(now)
+            if pick.lease is not None:
+                self._opening += pick.lease.action is Action.OPEN
+                return pick.lease
+            if pick.charged is not None:
+                return pick.charged
             if retire:
-                return AGAIN
-            self._cond.wait(None if wake is None else max(0.0, wake - now) + 0.001)
+                return AGAIN  # close the stale connections first (not under the lock)
+            self._cond.wait(None if pick.wake is None else max(0.0, pick.wake - now) + 0.001)
 
-    def _run(self, lease: _Lease) -> None:
+    def _run(self, lease: Lease) -> None:
         """Send what is due on the leased connection (opening or checking it first)."""
         slots = self._board.destinations[lease.dest].slots
         client: SMTP | None
@@ -357,7 +317,7 @@ class Pool:
         )
 
     def _items(
-        self, lease: _Lease, taken: list[tuple[Job, Send]], budget: int | None
+        self, lease: Lease, taken: list[tuple[Job, Send]], budget: int | None
     ) -> Iterable[Any]:
         """The batch for one connection, pulled as ``deliver_many`` goes: every send due,
         within the connection's budget and the destination's rate."""
