@@ -364,9 +364,16 @@ class SinkServer:
     async def _shutdown(self) -> None:
         assert self._server is not None
         self._server.close()
+        sockets = []  # taken before abort(): a TLS transport answers nothing after it
         for protocol in list(self._protocols):
             transport = protocol.transport
             if isinstance(transport, asyncio.WriteTransport):
+                try:
+                    sock = transport.get_extra_info("socket")
+                except AttributeError:  # a TLS transport whose connection is gone
+                    sock = None
+                if sock is not None:
+                    sockets.append(sock)
                 transport.abort()
         await self._server.wait_closed()
         this = asyncio.current_task()
@@ -375,9 +382,14 @@ class SinkServer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         # abort() closes sockets from call_soon callbacks, and a TLS layer adds
-        # one more hop; let those run so no socket outlives the loop.
-        for _ in range(10):
+        # one more hop; let those run so no socket outlives the loop (on a busy
+        # machine ten turns of the loop were not always enough: wait for the
+        # sockets themselves, briefly).
+        for _ in range(200):
             await asyncio.sleep(0)
+            if all(sock.fileno() == -1 for sock in sockets):
+                break
+            await asyncio.sleep(0.005)
 
 
 def _identities(hostname: str) -> list[str]:
