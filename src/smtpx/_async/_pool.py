@@ -14,11 +14,10 @@ from types import TracebackType
 from typing import Any
 
 from .._exceptions import SMTPOutcomeUnknown, SMTPServerDisconnected
-from .._pool import Action, Limits, PoolPolicy, RetrySchedule, Send, Slot
-from .._pool._board import Board, Lease
-from .._pool._job import NO_RETRY, Job, PoolResult, envelope_recipients, retained
-from .._security import Target, prepare_options
-from .._sync._pool import AGAIN, _Again, pool_items, reindexed
+from .._pool import Action, Limits, RetrySchedule, Send, Slot
+from .._pool._board import Lease
+from .._pool._job import Job, PoolResult, envelope_recipients, retained
+from .._sync._pool import AGAIN, _Again, pool_items, reindexed, setup
 from ._client import AsyncSMTP
 from ._connect import open_target
 
@@ -69,20 +68,11 @@ class AsyncPool:
         window: int | None = None,
         **connect_options: Any,
     ) -> None:
-        urls = [url] if isinstance(url, str) else list(url)
-        if not urls or not all(isinstance(u, str) for u in urls):
-            raise ValueError("url must be a URL or a non-empty list of URLs")
-        if window is not None and window < 1:
-            raise ValueError(f"window must be at least 1: {window!r}")
-        prepared = [prepare_options(u, connect_options) for u in urls]
-        self._targets: list[Target] = [target for target, _ in prepared]
-        self._open_options = prepared[0][1]
         limits = Limits(max_connections, max_messages, max_age, idle_timeout, check_after)
-        schedule = NO_RETRY if retry is None else retry
-        policy = PoolPolicy(limits=limits, rate=rate, burst=burst, retry=schedule)
-        self._schedule = schedule
+        self._targets, self._open_options, self._schedule, self._board = setup(
+            url, limits, rate, burst, retry, window, connect_options
+        )
         self._window = window
-        self._board = Board([policy] * len(urls))
         self._signal: _Signal | None = None
         self._clients: dict[Slot, AsyncSMTP] = {}
         self._futures: dict[Job, asyncio.Future[PoolResult]] = {}

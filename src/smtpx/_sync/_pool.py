@@ -45,6 +45,30 @@ def pool_items(items: Iterable[Any]) -> list[tuple[Any, Any, Any]]:
     return out
 
 
+def setup(
+    url: str | Iterable[str],
+    limits: Limits,
+    rate: float | None,
+    burst: int,
+    retry: RetrySchedule | None,
+    window: int | None,
+    connect_options: dict[str, Any],
+) -> tuple[list[Target], dict[str, Any], RetrySchedule, Board]:
+    """What both pools make of their arguments, checked before any connection: each
+    URL's ``Target``, the options every connection opens with, the retry schedule, and
+    the board of pure decisions."""
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls or not all(isinstance(u, str) for u in urls):
+        raise ValueError("url must be a URL or a non-empty list of URLs")
+    if window is not None and window < 1:
+        raise ValueError(f"window must be at least 1: {window!r}")
+    prepared = [prepare_options(u, connect_options) for u in urls]
+    schedule = NO_RETRY if retry is None else retry
+    policy = PoolPolicy(limits=limits, rate=rate, burst=burst, retry=schedule)
+    targets = [target for target, _ in prepared]
+    return targets, prepared[0][1], schedule, Board([policy] * len(urls))
+
+
 class _Again:
     """``_lease`` found stale connections to close before it may wait: close them (not
     under the lock: QUIT takes a round trip), then look again."""
@@ -90,20 +114,11 @@ class Pool:
         window: int | None = None,
         **connect_options: Any,
     ) -> None:
-        urls = [url] if isinstance(url, str) else list(url)
-        if not urls or not all(isinstance(u, str) for u in urls):
-            raise ValueError("url must be a URL or a non-empty list of URLs")
-        if window is not None and window < 1:
-            raise ValueError(f"window must be at least 1: {window!r}")
-        prepared = [prepare_options(u, connect_options) for u in urls]
-        self._targets: list[Target] = [target for target, _ in prepared]
-        self._open_options = prepared[0][1]
         limits = Limits(max_connections, max_messages, max_age, idle_timeout, check_after)
-        schedule = NO_RETRY if retry is None else retry
-        policy = PoolPolicy(limits=limits, rate=rate, burst=burst, retry=schedule)
-        self._schedule = schedule
+        self._targets, self._open_options, self._schedule, self._board = setup(
+            url, limits, rate, burst, retry, window, connect_options
+        )
         self._window = window
-        self._board = Board([policy] * len(urls))
         self._cond = threading.Condition()
         self._clients: dict[Slot, SMTP] = {}
         self._futures: dict[Job, Future[PoolResult]] = {}
