@@ -414,41 +414,34 @@ def test_buffered_code_after_discard() -> None:
     assert not parser.has_buffered
 
 
-def test_data_after_354_is_refused() -> None:
-    """A reply that arrives with the 354 cannot answer the content, which is not sent yet:
-    taken as the final reply it would fake a delivery (reply injection)."""
+def _data_sent() -> ClientConnection:
+    """A session whose DATA is sent and whose 354 has not arrived yet (one step at a time)."""
     conn = ClientConnection()
     conn.receive_data(b"220 ready\r\n")
     assert conn.next_event().code == 220
-    conn.send(Command.ehlo("client.test"))
-    conn.receive_data(b"250 hi\r\n")
-    conn.next_event()
-    conn.send(Command.mail("a@example.org"))
-    conn.receive_data(b"250 ok\r\n")
-    conn.next_event()
-    conn.send(Command.rcpt("b@example.org"))
-    conn.receive_data(b"250 ok\r\n")
-    conn.next_event()
+    for command in (
+        Command.ehlo("client.test"),
+        Command.mail("a@example.org"),
+        Command.rcpt("b@example.org"),
+    ):
+        conn.send(command)
+        conn.receive_data(b"250 ok\r\n")
+        assert conn.next_event().code == 250
     conn.send(Command.data())
+    return conn
+
+
+def test_data_after_354_is_refused() -> None:
+    """A reply that arrives with the 354 cannot answer the content, which is not sent yet:
+    taken as the final reply it would fake a delivery (reply injection)."""
+    conn = _data_sent()
     conn.receive_data(b"354 go ahead\r\n250 2.0.0 queued as FAKE\r\n")
     with pytest.raises(RemoteProtocolError, match="after its 354"):
         conn.next_event()
 
 
 def test_354_alone_starts_the_content() -> None:
-    conn = ClientConnection()
-    conn.receive_data(b"220 ready\r\n")
-    conn.next_event()
-    conn.send(Command.ehlo("client.test"))
-    conn.receive_data(b"250 hi\r\n")
-    conn.next_event()
-    conn.send(Command.mail("a@example.org"))
-    conn.receive_data(b"250 ok\r\n")
-    conn.next_event()
-    conn.send(Command.rcpt("b@example.org"))
-    conn.receive_data(b"250 ok\r\n")
-    conn.next_event()
-    conn.send(Command.data())
+    conn = _data_sent()
     conn.receive_data(b"354 go ahead\r\n")
     assert conn.next_event().code == 354
     assert conn.send_data(b"hello\r\n") == b"hello\r\n"
