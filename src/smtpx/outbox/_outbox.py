@@ -10,7 +10,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -328,29 +328,23 @@ class Outbox:
                 raise ValueError("give a url (or a send_batch)")
             send_batch = ConnectionSender(url, **connect_options)
         report = RunReport()
-        started = time.monotonic()
+        work = self._work(report, batch_size, duration, wait_deferred, lease, poll)
         try:
-            while True:
-                claimed, token = self._claim(batch_size, lease)
-                if claimed:
-                    feed = _Feed(self, token, claimed, lease)
+            step = _resume(work, None)
+            while step is not None:
+                result: _Sent = None
+                if isinstance(step, float):
+                    time.sleep(step)
+                else:
                     try:
-                        entries: list[Entry] = send_batch(iter(feed))
-                        error: BaseException | None = None
+                        result = (send_batch(step), None)
                     except Exception as exc:
-                        entries, error = [], exc
-                    self._record(report, token, claimed, feed, entries, error)
-                    if duration is None or time.monotonic() - started < duration:
-                        continue
-                    break
-                wait = self._idle_wait(wait_deferred, poll, started, duration)
-                if wait is None:
-                    break
-                time.sleep(wait)
+                        result = ([], exc)
+                step = _resume(work, result)
         finally:
+            work.close()
             if owned and isinstance(send_batch, ConnectionSender):
                 send_batch.close()
-            report.elapsed = time.monotonic() - started
         return report
 
     async def arun(
@@ -377,30 +371,56 @@ class Outbox:
                 raise ValueError("give a url (or a send_batch)")
             send_batch = AsyncConnectionSender(url, **connect_options)
         report = RunReport()
+        work = self._work(report, batch_size, duration, wait_deferred, lease, poll)
+        try:
+            step = _resume(work, None)
+            while step is not None:
+                result: _Sent = None
+                if isinstance(step, float):
+                    await asyncio.sleep(step)
+                else:
+                    try:
+                        result = (await send_batch(step), None)
+                    except Exception as exc:
+                        result = ([], exc)
+                step = _resume(work, result)
+        finally:
+            work.close()
+            if owned and isinstance(send_batch, AsyncConnectionSender):
+                await send_batch.close()
+        return report
+
+    def _work(
+        self,
+        report: RunReport,
+        batch_size: int,
+        duration: float | None,
+        wait_deferred: bool,
+        lease: float,
+        poll: float,
+    ) -> Generator[float | Iterator[Any], _Sent, None]:
+        """The worker's loop, written once for ``run`` and ``arun``: it yields a batch to
+        send (an iterator of items; it is sent back the entries, or the error) or seconds
+        to sleep, and returns when nothing is due or *duration* is up."""
         started = time.monotonic()
         try:
             while True:
                 claimed, token = self._claim(batch_size, lease)
                 if claimed:
                     feed = _Feed(self, token, claimed, lease)
-                    try:
-                        entries: list[Entry] = await send_batch(iter(feed))
-                        error: BaseException | None = None
-                    except Exception as exc:
-                        entries, error = [], exc
+                    sent = yield iter(feed)
+                    assert sent is not None
+                    entries, error = sent
                     self._record(report, token, claimed, feed, entries, error)
                     if duration is None or time.monotonic() - started < duration:
                         continue
-                    break
+                    return
                 wait = self._idle_wait(wait_deferred, poll, started, duration)
                 if wait is None:
-                    break
-                await asyncio.sleep(wait)
+                    return
+                yield float(wait)
         finally:
-            if owned and isinstance(send_batch, AsyncConnectionSender):
-                await send_batch.close()
             report.elapsed = time.monotonic() - started
-        return report
 
     def _send_ids(self, ids: Sequence[int], send_batch: SendBatch, lease: float) -> RunReport:
         """One attempt at those of *ids* that are due now, through *send_batch*, with the
@@ -603,3 +623,18 @@ def _recipient(r: StoredRecipient) -> str | Recipient:
     if r.notify is None and r.orcpt is None:
         return r.address
     return Recipient(r.address, None if r.notify is None else r.notify.split(","), r.orcpt)
+
+
+#: What a worker's loop is sent back: a batch's entries or the error that stopped it;
+#: None after a sleep.
+_Sent = tuple[list[Entry], BaseException | None] | None
+
+
+def _resume(
+    work: Generator[float | Iterator[Any], _Sent, None], sent: _Sent
+) -> float | Iterator[Any] | None:
+    """The worker loop's next step, or None when it is done."""
+    try:
+        return next(work) if sent is None else work.send(sent)
+    except StopIteration:
+        return None
